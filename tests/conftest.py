@@ -26,6 +26,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def trial_runs(uri: str, experiment: str) -> list:
+    """The MLflow child runs of every trial of sweep `experiment` ([] before it exists)."""
+    from mlflow import MlflowClient  # only the tests that poll a sweep pay for the import
+
+    mlf = MlflowClient(uri)
+    exp = mlf.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return mlf.search_runs([exp.experiment_id], filter_string="tags.`divsweep.role` = 'trial'")
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
     """One local Ray for the whole test session, with fake GPUs declared for packing tests."""

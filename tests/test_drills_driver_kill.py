@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from conftest import trial_runs
 from mlflow import MlflowClient
 from test_orchestrator_spec import tiny_spec
 
@@ -24,14 +25,6 @@ DIVSWEEP = str(Path(sys.executable).with_name("divsweep"))
 # cannot finish the sweep between two polls
 GRID = [2, 4, 8, 16, 24]
 STEPS = [50, 100, 150, 200]  # long enough to catch a trial mid-way between polls
-
-
-def trial_runs(uri: str, name: str) -> list:
-    mlf = MlflowClient(uri)
-    exp = mlf.get_experiment_by_name(name)
-    if exp is None:
-        return []
-    return mlf.search_runs([exp.experiment_id], filter_string="tags.`divsweep.role` = 'trial'")
 
 
 def kill_group(pgid: int) -> int:

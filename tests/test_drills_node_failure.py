@@ -14,6 +14,7 @@ import psutil
 import pytest
 import yaml
 from cluster_utils import local_cluster
+from conftest import trial_runs
 from mlflow import MlflowClient
 from test_drills_driver_kill import kill_group, start
 from test_orchestrator_spec import tiny_spec
@@ -31,14 +32,6 @@ def raylet_node_id(node) -> str:
                 if arg.startswith("--node_id="):
                     return arg.removeprefix("--node_id=")
     raise RuntimeError("no raylet under this node")
-
-
-def trial_runs(uri: str) -> list:
-    mlf = MlflowClient(uri)
-    exp = mlf.get_experiment_by_name("drill-node")
-    if exp is None:
-        return []
-    return mlf.search_runs([exp.experiment_id], filter_string="tags.`divsweep.role` = 'trial'")
 
 
 @pytest.mark.slow
@@ -66,7 +59,7 @@ def test_sweep_on_two_nodes_survives_losing_one(tmp_path: Path) -> None:
             # node (the head's may open its run a moment after the second node's)
             while time.monotonic() < deadline and driver.poll() is None:
                 begun = any(tmp_path.glob("ray_results/*/sweep.json"))
-                for run in trial_runs(uri) if begun else []:
+                for run in trial_runs(uri, "drill-node") if begun else []:
                     tags = run.data.tags
                     seen[tags["divsweep.trial_key"]] = tags["divsweep.node_id"]
                     step = run.data.metrics.get("step", 0)
@@ -90,7 +83,7 @@ def test_sweep_on_two_nodes_survives_losing_one(tmp_path: Path) -> None:
         assert driver.returncode == 0, err
     elapsed = time.monotonic() - started
 
-    runs = trial_runs(uri)
+    runs = trial_runs(uri, "drill-node")
     assert len(runs) == len(GRID)
     assert len({r.data.tags["divsweep.trial_key"] for r in runs}) == len(GRID)
     mlf = MlflowClient(uri)

@@ -12,19 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import trial_runs
 from mlflow import MlflowClient
 from test_orchestrator_spec import tiny_spec
 
 DIVSWEEP = str(Path(sys.executable).with_name("divsweep"))
 # long enough that the poll below sees a trial part-way on a busy machine
 STEPS = [50, 100, 150, 200]
-
-
-def trial_runs(mlf: MlflowClient) -> list:
-    exp = mlf.get_experiment_by_name("tiny-resume")
-    if exp is None:
-        return []
-    return mlf.search_runs([exp.experiment_id], filter_string="tags.`divsweep.role` = 'trial'")
 
 
 @pytest.mark.slow
@@ -49,7 +43,7 @@ def test_resume_after_ctrl_c_finishes_without_duplicate_runs(tmp_path: Path) -> 
     while time.monotonic() < deadline and driver.poll() is None:
         # MLflow's first-use table creation must not race the driver's: wait for its sweep
         started = any(Path(raw["storage_path"]).glob("*/sweep.json"))
-        runs = trial_runs(MlflowClient(uri)) if started else []
+        runs = trial_runs(uri, "tiny-resume") if started else []
         states = [r.data.tags.get("divsweep.status") for r in runs]
         mid = [r for r in runs if r.data.metrics.get("step", 0) >= STEPS[0] and states and
                r.data.tags.get("divsweep.status") == "running"]  # fmt: skip
@@ -63,7 +57,7 @@ def test_resume_after_ctrl_c_finishes_without_duplicate_runs(tmp_path: Path) -> 
     assert driver.returncode == 130, f"not interrupted (finished first?): {err}"
     assert "divsweep resume tiny-resume" in err
     mlf = MlflowClient(uri)
-    before = trial_runs(mlf)
+    before = trial_runs(uri, "tiny-resume")
     assert sum(r.data.tags["divsweep.status"] == "finished" for r in before) < 6
 
     resumed = subprocess.run(
@@ -72,7 +66,7 @@ def test_resume_after_ctrl_c_finishes_without_duplicate_runs(tmp_path: Path) -> 
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
 
-    after = trial_runs(mlf)
+    after = trial_runs(uri, "tiny-resume")
     assert len(after) == 6
     assert len({r.data.tags["divsweep.trial_key"] for r in after}) == 6
     # the runs that existed before the interruption are the ones that finished after it

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import typer
 import yaml
+from test_trainer_fit import TASK
 from typer.testing import CliRunner
 
 from divsweep.trainer.cli import register
@@ -16,14 +17,7 @@ from divsweep.trainer.cli import register
 TRIAL = {
     "seed": 1,
     "data": {
-        "task": {
-            "alphabet_size": 3,
-            "pattern_length": [1, 1],
-            "replacement_length": [1, 1],
-            "input_length": [2, 3],
-            "p_pattern_present": 0.7,
-            "n_unseen": 2,
-        },
+        "task": TASK,
         "n_instructions": 4,
         "examples_per_instruction": 8,
     },

@@ -41,6 +41,17 @@ def _errorbar(ax, df: pd.DataFrame, x: str, y: str, **kw) -> None:
     ax.errorbar(df[x], df[y], yerr=err, capsize=3, marker="o", **kw)
 
 
+def _style(ax, xlabel: str, ylabel: str, *, unit_y: bool = False, legend: int | None = 8) -> None:
+    """The look every plot shares: labels, light grid, legend, and a 0–1 axis for accuracies."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if unit_y:
+        ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=legend)
+
+
 def transition_plot(cells: pd.DataFrame, fits: list[Transition], out_dir: Path) -> Figure:
     ref = reference_slice(cells).dropna(subset=[UNSEEN])
     if ref["n_instructions"].nunique() < 2:
@@ -62,11 +73,7 @@ def transition_plot(cells: pd.DataFrame, fits: list[Transition], out_dir: Path) 
                                  fit.slope), color=color, linewidth=0.8)  # fmt: skip
             ax.axvline(fit.midpoint, color=color, linestyle=":", linewidth=1)
     ax.set_xscale("log")
-    ax.set_xlabel("number of instructions (log)")
-    ax.set_ylabel("exact match")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    _style(ax, "number of instructions (log)", "exact match", unit_y=True)
     if len(budgets) == 1:
         n = budgets[0]
         # matplotlib probes the mapping at 0 too; keep that finite instead of a divide warning.
@@ -121,12 +128,9 @@ def frontier_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
                 label=f"unseen EM ≥ {target:g}")  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("number of instructions")
-    ax.set_ylabel("least total examples reaching target")
-    ax.grid(alpha=0.3)
-    if len(least):
-        ax.legend(fontsize=8)
-    else:
+    _style(ax, "number of instructions", "least total examples reaching target",
+           legend=8 if len(least) else None)  # fmt: skip
+    if not len(least):
         ax.text(0.5, 0.5, "no cell reached any target", ha="center", transform=ax.transAxes)
     for ax, cost in zip(axes[1:], costs, strict=True):
         front = pareto(cells, cost)
@@ -134,10 +138,7 @@ def frontier_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
         ax.step(front[cost], front[UNSEEN], where="post", color="C3", marker="o",
                 label="Pareto set")  # fmt: skip
         ax.set_xscale("log")
-        ax.set_xlabel(cost.replace("_", " ") + " (log)")
-        ax.set_ylabel("unseen exact match")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _style(ax, cost.replace("_", " ") + " (log)", "unseen exact match")
     caption = (
         "Left: least total training examples whose mean unseen exact match reaches each target, "
         "per number of instructions (missing points: no budget tried reached it). Right: Pareto "
@@ -163,11 +164,7 @@ def long_tail_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
         if len(base):
             ax.axhline(base.mean(), color=f"C{i}", linestyle="--", linewidth=1)
     ax.set_xscale("log")
-    ax.set_xlabel("power-law alpha (log; dashed: uniform)")
-    ax.set_ylabel("unseen exact match")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _style(ax, "power-law alpha (log; dashed: uniform)", "unseen exact match", unit_y=True)
     if has_buckets:
         ax = axes[0][1]
         for i, (n_instr, group) in enumerate(power.groupby("n_instructions")):
@@ -177,11 +174,7 @@ def long_tail_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
             ax.plot(group["alpha"], group["seen_tail_exact_match"], marker="s", color=f"C{i}",
                     linestyle="--", label=f"I={n_instr:g} tail")  # fmt: skip
         ax.set_xscale("log")
-        ax.set_xlabel("power-law alpha (log)")
-        ax.set_ylabel("seen exact match")
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _style(ax, "power-law alpha (log)", "seen exact match", unit_y=True, legend=7)
     caption = (
         "Long-tail robustness at matched budget: unseen exact match vs power-law alpha, one line "
         "per number of instructions I (dashed: the uniform distribution at the same I)"
@@ -211,11 +204,8 @@ def noop_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
         for i, (n_instr, group) in enumerate(uniform.groupby("n_instructions")):
             _errorbar(ax, group, "noop_ratio", metric, color=f"C{i}", label=f"I={n_instr:g}")
         ax.set_title(titles[metric])
-        ax.set_xlabel("no-op ratio (1 − p_pattern_present)")
-        ax.set_ylabel("unseen exact match")
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _style(ax, "no-op ratio (1 − p_pattern_present)", "unseen exact match", unit_y=True,
+               legend=7)  # fmt: skip
     caption = (
         "Unseen exact match vs the fraction of no-op examples (pattern absent), on no-op inputs, "
         f"inputs where the rule applies, and overall, at a budget of {budget:g} examples; one "
