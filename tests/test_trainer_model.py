@@ -32,10 +32,15 @@ def token_table(prompts: list[list[int]], targets: list[list[int]]) -> TokenTabl
     return TokenTable(*ragged(prompts), *ragged(targets))
 
 
-@pytest.fixture
-def model() -> GPT:
+def tiny_model(positions: str) -> GPT:
     torch.manual_seed(0)
-    return GPT(ModelConfig(n_layers=2, d_model=32, n_heads=4, max_len=64), VOCAB_SIZE).eval()
+    cfg = ModelConfig(n_layers=2, d_model=32, n_heads=4, max_len=64, positions=positions)
+    return GPT(cfg, VOCAB_SIZE).eval()
+
+
+@pytest.fixture(params=["learned", "rope"])
+def model(request: pytest.FixtureRequest) -> GPT:
+    return tiny_model(request.param)
 
 
 def random_prompts(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,6 +67,17 @@ def test_batched_left_padded_decode_equals_one_prompt_at_a_time(model: GPT) -> N
         alone = prompts[row, valid[row]][None]
         single = greedy_decode(model, alone, torch.ones_like(alone, dtype=torch.bool), max_new=10)
         assert torch.equal(single[0], batched[row])
+
+
+@torch.no_grad()
+def test_rope_sees_relative_positions_only_learned_sees_absolute() -> None:
+    tokens = torch.randint(3, VOCAB_SIZE, (2, 12), generator=torch.Generator().manual_seed(3))
+    at_zero, shifted = torch.arange(12), torch.arange(12) + 20
+    rope, learned = tiny_model("rope"), tiny_model("learned")
+    # float32 rotations of angles up to 31 rad: equal to rounding, not bit for bit
+    torch.testing.assert_close(rope(tokens, shifted), rope(tokens, at_zero), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(learned(tokens, shifted), learned(tokens, at_zero), atol=1e-2)
+    assert "pos.weight" not in dict(rope.named_parameters())
 
 
 def test_decode_stops_at_eos_and_pads_after() -> None:

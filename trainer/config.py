@@ -23,6 +23,11 @@ class ModelConfig(FrozenConfig):
     n_heads: int = Field(4, ge=1)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     max_len: int = Field(256, ge=8, description="longest prompt + output, in tokens")
+    positions: Literal["learned", "rope"] = Field(
+        "learned",
+        description="learned: GPT-2 absolute position embeddings (paper); rope: rotary "
+        "embeddings on queries and keys (relative positions, no position table)",
+    )
 
     @field_validator("n_heads")
     @classmethod

@@ -35,6 +35,23 @@ class KVCache:
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
 
+Rotary = tuple[torch.Tensor, torch.Tensor]  # cos, sin: (B or 1, 1, T, head_dim / 2)
+
+
+def rotary_tables(head_dim: int, max_len: int, base: float = 10_000.0) -> Rotary:
+    """cos and sin of RoPE's angles, (max_len, head_dim / 2), indexed by absolute position."""
+    inv_freq = base ** -(torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: torch.Tensor, rotary: Rotary) -> torch.Tensor:
+    """Rotate each (first half, second half) pair of x's channels by its position's angle."""
+    cos, sin = (t.to(x.dtype) for t in rotary)
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -49,10 +66,13 @@ class CausalSelfAttention(nn.Module):
         mask: torch.Tensor | None,
         cache: KVCache | None = None,
         layer: int = 0,
+        rotary: Rotary | None = None,
     ) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        if rotary is not None:  # keys enter the cache already rotated to their own position
+            q, k = rotate(q, rotary), rotate(k, rotary)
         if cache is not None:
             k, v = cache.update(layer, k, v)
         dropout = self.dropout if self.training else 0.0
@@ -84,8 +104,8 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, mask=None, cache=None, layer=0) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.ln1(x), mask, cache, layer))
+    def forward(self, x, mask=None, cache=None, layer=0, rotary=None) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.ln1(x), mask, cache, layer, rotary))
         return x + self.mlp(self.ln2(x))
 
 
@@ -94,7 +114,12 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tok = nn.Embedding(vocab_size, cfg.d_model)
-        self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.pos = nn.Embedding(cfg.max_len, cfg.d_model) if cfg.positions == "learned" else None
+        if cfg.positions == "rope":
+            cos, sin = rotary_tables(cfg.d_model // cfg.n_heads, cfg.max_len)
+            # buffers follow .to(device); not persistent: a function of the config alone
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
@@ -106,7 +131,8 @@ class GPT(nn.Module):
         # the CPU setting: unit-scale + untied reached unseen exact match 0.31 by step 800,
         # 0.02-scale tied or untied, and unit-scale tied, all stayed at 0.00).
         nn.init.normal_(self.tok.weight, std=1.0)
-        nn.init.normal_(self.pos.weight, std=1.0)
+        if self.pos is not None:
+            nn.init.normal_(self.pos.weight, std=1.0)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # GPT-2's scaled init of residual projections
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layers))
@@ -128,9 +154,16 @@ class GPT(nn.Module):
         """Logits (B, T, V). Without `positions`, token t sits at position t (right padding)."""
         if positions is None:
             positions = torch.arange(idx.shape[1], device=idx.device)
-        x = self.drop(self.tok(idx) + self.pos(positions))
+        x = self.tok(idx)
+        rotary = None
+        if self.pos is not None:
+            x = x + self.pos(positions)
+        else:
+            # (T, D/2) for shared positions, (B, T, D/2) per row; heads broadcast over dim 1
+            rotary = tuple(t[positions].unsqueeze(-3) for t in (self.rope_cos, self.rope_sin))
+        x = self.drop(x)
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, cache, i)
+            x = block(x, mask, cache, i, rotary)
         if cache is not None:
             cache.length += idx.shape[1]
         return self.head(self.ln_f(x))
