@@ -24,8 +24,8 @@ from ray import tune
 
 import divsweep
 from benchmarks.results_table import record
+from divsweep import tracking
 from divsweep.datasets import build, build_all
-from divsweep.orchestrator import tracking
 from divsweep.orchestrator.spec import SweepSpec, parse_spec
 from divsweep.trainer.config import TrialConfig
 from divsweep.trainer.fit import fit

@@ -192,8 +192,8 @@ def run_scale(root: Path, n_trials: int = N_TRIALS, max_concurrent: int = MAX_CO
     import ray
 
     import divsweep
+    from divsweep import tracking
     from divsweep.datasets import build_all
-    from divsweep.orchestrator import tracking
 
     spec = scale_spec(root, n_trials, max_concurrent)
     uri = f"sqlite:///{root / 'mlflow.db'}"

@@ -35,7 +35,7 @@ def report(
 ) -> Path:
     """Write the report of experiment `name` (default folder reports/NAME); returns report.html."""
     from divsweep.orchestrator.report import write_report
-    from divsweep.orchestrator.tracking import absolute_uri
+    from divsweep.tracking import absolute_uri
 
     out = Path(out_dir) if out_dir is not None else Path("reports") / name
     return write_report(name, absolute_uri(tracking_uri), out, log_to_mlflow=log_to_mlflow)

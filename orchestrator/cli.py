@@ -59,7 +59,7 @@ def status(
     from rich.console import Console
 
     from divsweep.orchestrator.status import sweep_names, sweep_status, table
-    from divsweep.orchestrator.tracking import absolute_uri, check_reachable
+    from divsweep.tracking import absolute_uri, check_reachable
 
     check_reachable(absolute_uri(tracking_uri))
 
@@ -76,7 +76,7 @@ def report(
 ) -> None:
     """Write the sweep's report (HTML, Markdown, figures) and log it to its parent run."""
     from divsweep import report as write
-    from divsweep.orchestrator.tracking import absolute_uri, check_reachable
+    from divsweep.tracking import absolute_uri, check_reachable
 
     check_reachable(absolute_uri(tracking_uri))
     path = write(experiment, tracking_uri=tracking_uri, out_dir=out)

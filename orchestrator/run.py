@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from divsweep import tracking
 from divsweep.errors import UserError
-from divsweep.orchestrator import tracking
 from divsweep.orchestrator.space import next_n_instructions
 from divsweep.orchestrator.spec import SweepSpec, load_spec, parse_spec
 from divsweep.trainer.config import TrialConfig

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
+from divsweep import tracking
 from divsweep.errors import UserError
-from divsweep.orchestrator import tracking
 
 STATES = ("running", "finished", "stopped", "failed")
 DONE = ("finished", "stopped", "failed")

@@ -10,7 +10,7 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from divsweep.orchestrator import tracking
+from divsweep import tracking
 from divsweep.orchestrator.spec import SweepSpec
 from divsweep.trainer.config import TrialConfig
 from divsweep.workers.trial import run_trial

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from test_drills_driver_kill import kill_group
 from test_orchestrator_spec import tiny_spec
 
-from divsweep.orchestrator import tracking
+from divsweep import tracking
 
 DIVSWEEP = str(Path(sys.executable).with_name("divsweep"))
 OUTAGE_S = 30

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from test_orchestrator_spec import tiny_spec
 
-from divsweep.orchestrator import tracking
+from divsweep import tracking
 from divsweep.orchestrator.run import Sweep, _refine
 from divsweep.orchestrator.spec import parse_spec
 from divsweep.trainer.config import flat_params, trial_key

@@ -13,7 +13,7 @@ import yaml
 from divsweep.errors import SpecError, UserError
 from divsweep.orchestrator.space import next_n_instructions
 from divsweep.orchestrator.spec import load_spec, parse_spec
-from divsweep.orchestrator.tracking import absolute_uri
+from divsweep.tracking import absolute_uri
 from divsweep.trainer.config import flat_params, trial_key
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import typer
 import yaml
+from conftest import free_port
 from test_trainer_fit import TASK
 from typer.testing import CliRunner
 
@@ -69,3 +71,17 @@ def test_bad_trial_config_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "trial.model.n_layers" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_unreachable_tracking_server_is_one_line_before_any_training(tmp_path: Path) -> None:
+    trial = tmp_path / "trial.yaml"
+    trial.write_text(yaml.safe_dump(TRIAL))
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    divsweep = Path(sys.executable).parent / "divsweep"
+    cmd = [divsweep, "train", str(trial), "--tracking-uri", uri, "--workdir", str(tmp_path / "w")]
+    env = {**os.environ, "DIVSWEEP_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert done.returncode == 2
+    assert f"cannot reach the MLflow tracking server at {uri}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "w").exists() and not (tmp_path / "cache").exists()  # nothing built

@@ -32,56 +32,52 @@ def train(
 
     cfg = load_trial_config(config)
     key = trial_key(cfg)
-    data = build(cfg.data, cfg.eval)
     tracker = MlflowTrial(tracking_uri, experiment, cfg, key) if tracking_uri else None
     try:
+        data = build(cfg.data, cfg.eval)
         metrics = fit(cfg, data, workdir=workdir / key, report=tracker.log if tracker else None)
     except BaseException:
         if tracker:
-            tracker.end("FAILED")
+            tracker.end("failed")
         raise
     if tracker:
-        tracker.end("FINISHED")
+        tracker.end("finished")
     print_metrics(metrics, key)
 
 
 class MlflowTrial:
-    """One MLflow run for the trial: params up front, metrics at every evaluation."""
+    """The trial's one MLflow run (no parent, unlike a sweep's): params up front, metrics at
+    every evaluation, with the retries a sweep's trials get (divsweep/tracking.py)."""
 
     def __init__(self, uri: str, experiment: str, cfg, key: str) -> None:
-        try:
-            from mlflow import MlflowClient
-            from mlflow.entities import Param
-
-            self.client = MlflowClient(tracking_uri=uri)
-            found = self.client.get_experiment_by_name(experiment)
-            exp_id = found.experiment_id if found else self.client.create_experiment(experiment)
-            tags = {
-                "divsweep.role": "trial",
-                "divsweep.trial_key": key,
-                "divsweep.status": "running",
-            }
-            self.run_id = self.client.create_run(exp_id, tags=tags, run_name=key).info.run_id
-        except Exception as err:  # unreachable server, bad URI: the user's to fix
-            raise UserError(f"cannot log to MLflow at {uri}: {err}") from err
+        from divsweep import tracking
         from divsweep.trainer.config import flat_params
 
-        params = [Param(k, v) for k, v in flat_params(cfg).items()]
-        for start in range(0, len(params), 100):  # log_batch takes at most 100 params
-            self.client.log_batch(self.run_id, params=params[start : start + 100])
+        uri = tracking.absolute_uri(uri)
+        tracking.check_reachable(uri, create=True)
+        self.mlf = tracking.client(uri)
+        try:
+            exp_id = tracking.experiment_id(self.mlf, experiment)
+            self.run_id = tracking.create_trial_run(
+                self.mlf, exp_id, key, key, flat_params(cfg), tags={}
+            )
+        except Exception as err:  # a server that answers with an error: the user's to fix
+            raise UserError(f"cannot log to MLflow at {uri}: {err}") from err
 
     def log(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
-        from mlflow.entities import Metric
+        from divsweep import tracking
 
-        step = int(metrics["step"])
+        # one timestamp for every attempt: MLflow drops a resend identical to a logged point
         stamp = int(time.time() * 1000)
-        rows = [Metric(k, float(v), stamp, step) for k, v in metrics.items()]
-        self.client.log_batch(self.run_id, metrics=rows)
+        step = int(metrics["step"])
+        tracking.retrying(
+            tracking.log_metrics, self.mlf, self.run_id, metrics, step, timestamp_ms=stamp
+        )
 
     def end(self, status: str) -> None:
-        label = {"FINISHED": "finished", "FAILED": "failed"}[status]
-        self.client.set_tag(self.run_id, "divsweep.status", label)
-        self.client.set_terminated(self.run_id, status)
+        from divsweep import tracking
+
+        tracking.set_status(self.mlf, self.run_id, status)
 
 
 def print_metrics(metrics: dict[str, float], key: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ray import tune
 
-from divsweep.orchestrator import tracking
+from divsweep import tracking
 from divsweep.trainer.config import flat_params, trial_key
 
 # Evaluations not yet in MLflow (tracking server away), in the trial's Tune folder, so a

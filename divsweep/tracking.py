@@ -1,4 +1,5 @@
-"""MLflow layout of a sweep: a parent run per sweep, a child run per trial (docs/architecture.md).
+"""MLflow layout of a sweep: a parent run per sweep, a child run per trial (docs/architecture.md);
+`divsweep train` logs its one trial the same way, without a parent.
 
 Plain functions over `MlflowClient` (no fluent API): Ray workers are reused across trials,
 and the fluent API's process-global "active run" would leak from one trial into the next.
@@ -164,6 +165,29 @@ def find_trial(mlf: MlflowClient, exp_id: str, parent_id: str, key: str) -> Run 
     return runs[0] if runs else None
 
 
+def create_trial_run(
+    mlf: MlflowClient,
+    exp_id: str,
+    key: str,
+    name: str,
+    params: dict[str, str],
+    tags: dict[str, str],
+) -> str:
+    """A new, running trial run holding the trial's resolved config as params; its id."""
+    from mlflow.entities import Param
+
+    run = retrying(
+        mlf.create_run,
+        exp_id,
+        run_name=name,
+        tags={ROLE: "trial", KEY: key, **tags, STATUS: "running"},
+    )
+    rows = [Param(k, v) for k, v in params.items()]
+    for start in range(0, len(rows), 100):  # MLflow takes at most 100 params per batch
+        retrying(mlf.log_batch, run.info.run_id, params=rows[start : start + 100])
+    return run.info.run_id
+
+
 def open_trial(
     mlf: MlflowClient,
     exp_id: str,
@@ -176,18 +200,10 @@ def open_trial(
 
     Returns (run id, last logged step; -1 if none) so a resumed trial skips what it logged.
     """
-    from mlflow.entities import Param
-
     run = find_trial(mlf, exp_id, parent_id, key)
     if run is None:
-        run = retrying(
-            mlf.create_run,
-            exp_id,
-            run_name=f"{tags.get(SWEEP, 'trial')}-{key[:8]}",
-            tags={PARENT: parent_id, ROLE: "trial", KEY: key, **tags, STATUS: "running"},
-        )
-        retrying(mlf.log_batch, run.info.run_id, params=[Param(k, v) for k, v in params.items()])
-        return run.info.run_id, -1.0
+        name = f"{tags.get(SWEEP, 'trial')}-{key[:8]}"
+        return create_trial_run(mlf, exp_id, key, name, params, {PARENT: parent_id, **tags}), -1.0
     run_id = run.info.run_id
     retrying(mlf.update_run, run_id, status="RUNNING")
     for name, value in {**tags, STATUS: "running"}.items():
