@@ -173,15 +173,31 @@ def create_trial_run(
     params: dict[str, str],
     tags: dict[str, str],
 ) -> str:
-    """A new, running trial run holding the trial's resolved config as params; its id."""
+    """A new, running trial run holding the trial's resolved config as params; its id.
+
+    A create whose reply was lost may still have landed: each retry first looks for a run of
+    this key started since the first attempt (by the client's clock, passed as start_time),
+    so a flaky server never leaves two runs for one trial.
+    """
     from mlflow.entities import Param
 
-    run = retrying(
-        mlf.create_run,
-        exp_id,
-        run_name=name,
-        tags={ROLE: "trial", KEY: key, **tags, STATUS: "running"},
-    )
+    since = int(time.time() * 1000)
+    attempts = 0
+
+    def create_once():
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1:
+            query = f"tags.`{KEY}` = '{key}' and attributes.start_time >= {since}"
+            if PARENT in tags:
+                query += f" and tags.`{PARENT}` = '{tags[PARENT]}'"
+            landed = mlf.search_runs([exp_id], filter_string=query, max_results=1)
+            if landed:
+                return landed[0]
+        tags_now = {ROLE: "trial", KEY: key, **tags, STATUS: "running"}
+        return mlf.create_run(exp_id, start_time=since, run_name=name, tags=tags_now)
+
+    run = retrying(create_once)
     rows = [Param(k, v) for k, v in params.items()]
     for start in range(0, len(rows), 100):  # MLflow takes at most 100 params per batch
         retrying(mlf.log_batch, run.info.run_id, params=rows[start : start + 100])

@@ -35,7 +35,7 @@ class KVCache:
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
 
-Rotary = tuple[torch.Tensor, torch.Tensor]  # cos, sin: (B or 1, 1, T, head_dim / 2)
+Rotary = tuple[torch.Tensor, torch.Tensor]  # cos, sin: ([B,] 1, T, head_dim / 2), heads broadcast
 
 
 def rotary_tables(head_dim: int, max_len: int, base: float = 10_000.0) -> Rotary:
