@@ -1,10 +1,17 @@
-"""The long-tail robustness threshold the report compares with the paper's (I >= 10k robust)."""
+"""Findings read off the cell table: the long-tail robustness threshold the report compares with
+the paper's (I >= 10k robust), and the has-op sentence of a grid with no-op inputs."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from divsweep.orchestrator.report.findings import UNSEEN, long_tail_robust_from
+from divsweep.orchestrator.report.findings import (
+    APPLIED,
+    UNSEEN,
+    has_op_sentence,
+    long_tail_robust_from,
+    paper_vs_ours,
+)
 
 
 def cells(points: list[tuple[int, float, float]], budget: int = 40_000) -> pd.DataFrame:
@@ -32,3 +39,31 @@ def test_none_without_power_law_trials_or_when_nothing_is_robust() -> None:
     uniform_only = cells([(100, 0.5, 0.5)])
     assert long_tail_robust_from(uniform_only[uniform_only["distribution"] == "uniform"]) is None
     assert long_tail_robust_from(cells([(100, 0.5, 0.1), (1000, 0.6, 0.2)])) is None
+
+
+def no_op_grid(p_present: float) -> pd.DataFrame:
+    rows = []
+    for n_instructions, applied, overall in [(8, 0.0, 0.16), (512, 0.84, 0.86), (3072, 0.9, 0.92)]:
+        for seed, jitter in ((0, -0.02), (1, 0.02)):
+            rows.append({"n_instructions": n_instructions, "total_examples": 40_000, "seed": seed,
+                         "distribution": "uniform", "p_pattern_present": p_present,
+                         APPLIED: applied + jitter, UNSEEN: overall + jitter})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_has_op_sentence_reports_where_the_rule_applies_at_both_ends_of_the_grid() -> None:
+    assert has_op_sentence(no_op_grid(0.8)) == (
+        "Inputs the rule changes (80% of them; the other 20% are no-ops to copy): unseen exact "
+        "match 0.00 with 8 instructions and 0.90 with 3,072 (all inputs: 0.16 and 0.92)."
+    )
+
+
+def test_no_has_op_sentence_when_every_input_holds_the_pattern() -> None:
+    assert has_op_sentence(no_op_grid(1.0)) is None
+
+
+def test_i_min_is_read_on_has_op_inputs_when_no_ops_lift_the_floor() -> None:
+    # overall unseen EM at 8 instructions is 0.16 (copied no-ops), has-op 0.00: it never generalizes
+    rows = {quantity: ours for quantity, _, ours in paper_vs_ours(no_op_grid(0.8), fits=[])}
+    (i_min,) = (ours for quantity, ours in rows.items() if quantity.startswith("I_min"))
+    assert i_min == "8 (budget 40,000) (has-op inputs: no-op copies excluded)"
