@@ -78,7 +78,7 @@ def run(
     parent = tracking.start_parent(mlf, exp_id, spec.name, spec.to_yaml(), len(first))
     directory = spec.storage_path / f"{spec.name}-{parent[:8]}"
     directory.mkdir(parents=True, exist_ok=True)
-    mlf.set_tag(parent, "divsweep.sweep_dir", str(directory))
+    tracking.retrying(mlf.set_tag, parent, "divsweep.sweep_dir", str(directory))
     sweep = Sweep(
         name=spec.name,
         experiment=spec.experiment,
@@ -134,7 +134,7 @@ def _rounds(sweep: Sweep, spec: SweepSpec, trials: list[TrialConfig] | None, pro
                 break
             build_all(_pairs(trials), cache_dir=spec.cache_dir, progress=progress)
             total = sum(sweep.round_sizes) + len(trials)
-            mlf.set_tag(sweep.parent_run_id, "divsweep.n_trials", str(total))
+            tracking.retrying(mlf.set_tag, sweep.parent_run_id, "divsweep.n_trials", str(total))
         name = f"round{len(sweep.round_sizes)}"
         sweep.round_sizes.append(len(trials))
         sweep.save()

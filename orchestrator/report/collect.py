@@ -15,7 +15,9 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from divsweep import tracking
 from divsweep.errors import UserError
+from divsweep.tracking import retrying
 
 ROLE_TAG = "divsweep.role"
 SWEEP_TAG = "divsweep.sweep"
@@ -89,8 +91,8 @@ def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> lis
     runs: list[Run] = []
     token = None
     while True:
-        page = client.search_runs(
-            [experiment_id], filter_string, max_results=1000, page_token=token
+        page = retrying(
+            client.search_runs, [experiment_id], filter_string, max_results=1000, page_token=token
         )
         runs.extend(page)
         token = page.token
@@ -130,7 +132,7 @@ def _trial_row(run: Run) -> dict:
 def _best(client: MlflowClient, run_id: str) -> dict[str, float]:
     out = {}
     for metric in BEST_METRICS:
-        values = [m.value for m in client.get_metric_history(run_id, metric)]
+        values = [m.value for m in retrying(client.get_metric_history, run_id, metric)]
         out[f"best_{column(metric)}"] = max(values) if values else math.nan
     return out
 
@@ -145,8 +147,8 @@ def _latest_per_trial(trials: pd.DataFrame) -> pd.DataFrame:
 
 def collect(experiment: str, tracking_uri: str) -> Sweep:
     """Read a sweep (parent run + trial runs) from MLflow into a tidy table."""
-    client = MlflowClient(tracking_uri=tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
+    client = tracking.client(tracking_uri)
+    exp = retrying(client.get_experiment_by_name, experiment)
     if exp is None:
         raise UserError(f"experiment {experiment!r} not found at tracking URI {tracking_uri}")
     parents = _search(client, exp.experiment_id, f"tags.`{ROLE_TAG}` = 'sweep'")
@@ -195,11 +197,11 @@ def _trial_row_columns() -> Iterable[str]:
 
 def histories(tracking_uri: str, run_ids: Iterable[str], metrics: Iterable[str]) -> pd.DataFrame:
     """Long table (run_id, metric, step, value) of the given metrics' full histories."""
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = tracking.client(tracking_uri)
     rows = [
         (run_id, metric, m.step, m.value)
         for run_id in run_ids
         for metric in metrics
-        for m in client.get_metric_history(run_id, metric)
+        for m in retrying(client.get_metric_history, run_id, metric)
     ]
     return pd.DataFrame(rows, columns=["run_id", "metric", "step", "value"])

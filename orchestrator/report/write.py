@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
+from divsweep import tracking
 from divsweep.orchestrator.report import figures as figs
 from divsweep.orchestrator.report.aggregate import (
     AGGREGATED_STATUSES,
@@ -100,12 +100,11 @@ def write_report(
     _write_table(sweep.trials, out_dir / "trials")
     if log_to_mlflow:
         # Only our own outputs: out_dir may be a folder that holds other things.
-        client = MlflowClient(tracking_uri=tracking_uri)
-        for name in OUTPUT_FILES:
-            client.log_artifact(sweep.parent_run_id, str(out_dir / name), ARTIFACT_DIR)
-        for fig in figures.values():
-            if fig.path is not None:
-                client.log_artifact(sweep.parent_run_id, str(fig.path), f"{ARTIFACT_DIR}/figures")
+        client = tracking.client(tracking_uri)
+        uploads = [(out_dir / name, ARTIFACT_DIR) for name in OUTPUT_FILES]
+        uploads += [(f.path, f"{ARTIFACT_DIR}/figures") for f in figures.values() if f.path]
+        for path, folder in uploads:
+            tracking.retrying(client.log_artifact, sweep.parent_run_id, str(path), folder)
     return html_path
 
 
