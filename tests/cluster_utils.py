@@ -10,6 +10,7 @@ Ray 2.60 token auth: every node and every client needs `RAY_AUTH_MODE=token` plu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -56,10 +57,14 @@ class LocalCluster:
         return client_env(self.token if with_token else None, self.temp_dir / "home")
 
     def kill_worker_raylet(self) -> int:
-        """SIGKILL the worker node's raylet (a node failure, for fault drills); returns its pid."""
+        """SIGKILL the worker node's raylet and the Ray workers under it at once, as a machine
+        failure would (a worker outliving its raylet can finish its trial before it notices);
+        returns the raylet's pid."""
         for child in psutil.Process(self.worker.pid).children(recursive=True):
             if child.name() == "raylet":
-                child.kill()
+                for proc in [*child.children(recursive=True), child]:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        proc.kill()
                 return child.pid
         raise RuntimeError("worker node has no raylet process")
 

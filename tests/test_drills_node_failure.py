@@ -21,7 +21,7 @@ from test_orchestrator_spec import tiny_spec
 
 DIVSWEEP = str(Path(sys.executable).with_name("divsweep"))
 GRID = [2, 4, 8, 16]
-STEPS = list(range(20, 201, 20))  # long enough that the kill lands mid-training
+STEPS = list(range(50, 501, 50))  # seconds per trial even on a quiet machine: killed mid-way
 
 
 def raylet_node_id(node) -> str:
