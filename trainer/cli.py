@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from divsweep import tracking  # no MLflow import until a run is opened
 from divsweep.errors import UserError
 
 
@@ -50,7 +51,6 @@ class MlflowTrial:
     every evaluation, with the retries a sweep's trials get (divsweep/tracking.py)."""
 
     def __init__(self, uri: str, experiment: str, cfg, key: str) -> None:
-        from divsweep import tracking
         from divsweep.trainer.config import flat_params
 
         uri = tracking.absolute_uri(uri)
@@ -65,8 +65,6 @@ class MlflowTrial:
             raise UserError(f"cannot log to MLflow at {uri}: {err}") from err
 
     def log(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
-        from divsweep import tracking
-
         # one timestamp for every attempt: MLflow drops a resend identical to a logged point
         stamp = int(time.time() * 1000)
         step = int(metrics["step"])
@@ -75,8 +73,6 @@ class MlflowTrial:
         )
 
     def end(self, status: str) -> None:
-        from divsweep import tracking
-
         tracking.set_status(self.mlf, self.run_id, status)
 
 

@@ -106,7 +106,7 @@ def has_op_sentence(cells: pd.DataFrame) -> str | None:
     ref = ref.dropna(subset=[APPLIED])
     if ref["n_instructions"].nunique() < 2:
         return None
-    budget = ref["total_examples"].value_counts().idxmax()
+    budget = main_budget(cells)
     per_i = ref[ref["total_examples"] == budget].groupby("n_instructions")
     applied, overall = per_i[APPLIED].mean(), per_i[UNSEEN].mean()
     lo, hi = applied.index.min(), applied.index.max()
