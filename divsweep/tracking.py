@@ -5,15 +5,14 @@ Plain functions over `MlflowClient` (no fluent API): Ray workers are reused acro
 and the fluent API's process-global "active run" would leak from one trial into the next.
 
 A tracking server may be away for a while (restart, network): every call here retries with
-backoff for up to $DIVSWEEP_MLFLOW_RETRY_S seconds (default 600), and a trial's metrics go
-through a `MetricBuffer`, a JSONL file in the trial's folder, so training goes on during an
-outage and nothing is lost even when it outlasts the retries.
+backoff for up to $DIVSWEEP_MLFLOW_RETRY_S seconds (default 600). A sweep's records go through
+its tracker's journal (orchestrator/tracker.py), so trials train on during an outage and
+nothing is lost even when it outlasts the retries.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 import urllib.error
@@ -204,27 +203,11 @@ def create_trial_run(
     return run.info.run_id
 
 
-def open_trial(
-    mlf: MlflowClient,
-    exp_id: str,
-    parent_id: str,
-    key: str,
-    params: dict[str, str],
-    tags: dict[str, str],
-) -> tuple[str, float]:
-    """The trial's child run, created on first attempt and reopened on retry or resume.
-
-    Returns (run id, last logged step; -1 if none) so a resumed trial skips what it logged.
-    """
-    run = find_trial(mlf, exp_id, parent_id, key)
-    if run is None:
-        name = f"{tags.get(SWEEP, 'trial')}-{key[:8]}"
-        return create_trial_run(mlf, exp_id, key, name, params, {PARENT: parent_id, **tags}), -1.0
-    run_id = run.info.run_id
+def reopen_trial_run(mlf: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
+    """A retried or resumed trial's run: running again, with where it runs now."""
     retrying(mlf.update_run, run_id, status="RUNNING")
     for name, value in {**tags, STATUS: "running"}.items():
         retrying(mlf.set_tag, run_id, name, value)
-    return run_id, run.data.metrics.get("step", -1.0)
 
 
 def log_metrics(
@@ -234,16 +217,17 @@ def log_metrics(
     step: int,
     last: bool = False,
     timestamp_ms: int | None = None,
+    tags: dict[str, str] | None = None,
 ) -> None:
-    """Log one evaluation; `last` also closes the run as finished (one write fewer than
-    logging and then calling set_status, which counts with hundreds of short trials).
-    No retries of its own: a resend (same timestamp) is deduplicated by MLflow, see
-    MetricBuffer."""
+    """Log one evaluation (and `tags`); `last` also closes the run as finished (one write
+    fewer than logging and then calling set_status, which counts with hundreds of short
+    trials). No retries of its own: a resend (same timestamp) is deduplicated by MLflow."""
     from mlflow.entities import Metric, RunTag
 
     now = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
     batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-    mlf.log_batch(run_id, metrics=batch, tags=[RunTag(STATUS, "finished")] if last else [])
+    tags = {**(tags or {}), **({STATUS: "finished"} if last else {})}
+    mlf.log_batch(run_id, metrics=batch, tags=[RunTag(k, v) for k, v in tags.items()])
     if last:
         mlf.set_terminated(run_id, RUN_STATUS["finished"])
 
@@ -254,75 +238,3 @@ def set_status(mlf: MlflowClient, run_id: str, status: str) -> None:
         retrying(mlf.update_run, run_id, status="RUNNING")
     else:
         retrying(mlf.set_terminated, run_id, RUN_STATUS[status])
-
-
-class MetricBuffer:
-    """A trial's evaluations on their way to MLflow. Each is appended (fsynced) to a JSONL
-    file, then everything pending is sent oldest first; what the server did not take stays in
-    the file and goes first next time: at the next evaluation, at the trial's end (which waits
-    for the server), or in the trial's next attempt (retry, resume), which finds the file."""
-
-    def __init__(self, mlf: MlflowClient, run_id: str, path: Path):
-        self.mlf, self.run_id, self.path = mlf, run_id, path
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def pending(self) -> list[dict]:
-        if not self.path.is_file():
-            return []
-        records = []
-        for line in self.path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:  # torn by a crash mid-append: that evaluation is redone anyway
-                continue
-        return records
-
-    def last_step(self) -> float:
-        """The newest step held here (-1 if none): logged as far as the trial is concerned."""
-        return max((r["step"] for r in self.pending()), default=-1.0)
-
-    def log(self, metrics: dict[str, float], step: int, last: bool = False) -> bool:
-        """Buffer one evaluation and send what is pending; `last` waits for the server.
-        Returns whether everything reached MLflow."""
-        record = {
-            "run_id": self.run_id,
-            "step": step,
-            "timestamp_ms": int(time.time() * 1000),
-            "metrics": {k: float(v) for k, v in metrics.items()},
-            "last": last,
-        }
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        return self.flush(wait=last)
-
-    def flush(self, wait: bool = False) -> bool:
-        """Send what is pending, in order. Without `wait`, one try each: the trial trains on
-        while the server is away. With it, retry for the retry window, then raise."""
-        records = self.pending()
-        for i, r in enumerate(records):
-            try:
-                retrying(
-                    log_metrics,
-                    self.mlf,
-                    r["run_id"],
-                    r["metrics"],
-                    r["step"],
-                    last=r["last"],
-                    timestamp_ms=r["timestamp_ms"],
-                    deadline_s=None if wait else 0,
-                )
-            except Exception as err:
-                if wait or not unreachable(err):
-                    raise
-                if i:
-                    self._keep(records[i:])
-                return False
-        self.path.unlink(missing_ok=True)
-        return True
-
-    def _keep(self, records: list[dict]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-        os.replace(tmp, self.path)

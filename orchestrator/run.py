@@ -7,10 +7,12 @@ needs: spec, tracking URI, parent run, rounds started) and one Tune experiment p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from divsweep import tracking
 from divsweep.errors import UserError
 from divsweep.orchestrator.space import next_n_instructions
 from divsweep.orchestrator.spec import SweepSpec, load_spec, parse_spec
+from divsweep.orchestrator.tracker import JOURNAL_FILE, Tracker
 from divsweep.trainer.config import TrialConfig
 
 STATE_FILE = "sweep.json"
@@ -90,7 +93,8 @@ def run(
     )
     sweep.save()
     connect(address)
-    return _rounds(sweep, spec, first, progress)
+    with _tracker(sweep, new_sweep=True) as sweep_tracker:
+        return _rounds(sweep, spec, first, progress, sweep_tracker)
 
 
 def resume(
@@ -114,14 +118,23 @@ def resume(
     connect(address)
     last = Path(sweep.directory) / f"round{len(sweep.round_sizes) - 1}"
     sweep.interrupted = False
-    with _callbacks(sweep, sweep.round_sizes[-1], progress) as callbacks:
-        grid = restore_tuner(spec, last, callbacks).fit()
-    if _cut_off(grid, sweep.round_sizes[-1]):
-        return _interrupted(mlf, sweep)
-    return _rounds(sweep, spec, None, progress)
+    # the new tracker first sends what the old driver's had journaled and not yet sent
+    with _tracker(sweep, new_sweep=False) as sweep_tracker:
+        with _callbacks(sweep, sweep_tracker, sweep.round_sizes[-1], progress) as callbacks:
+            grid = restore_tuner(spec, last, callbacks).fit()
+        _drain(sweep_tracker, sweep)
+        if _cut_off(grid, sweep.round_sizes[-1]):
+            return _interrupted(mlf, sweep)
+        return _rounds(sweep, spec, None, progress, sweep_tracker)
 
 
-def _rounds(sweep: Sweep, spec: SweepSpec, trials: list[TrialConfig] | None, progress: bool):
+def _rounds(
+    sweep: Sweep,
+    spec: SweepSpec,
+    trials: list[TrialConfig] | None,
+    progress: bool,
+    sweep_tracker: Tracker,
+):
     """Run `trials` as the next round, then (adaptive search) refine until bracketed."""
     from divsweep.datasets import build_all
     from divsweep.orchestrator.tuner import make_tuner
@@ -138,15 +151,11 @@ def _rounds(sweep: Sweep, spec: SweepSpec, trials: list[TrialConfig] | None, pro
         name = f"round{len(sweep.round_sizes)}"
         sweep.round_sizes.append(len(trials))
         sweep.save()
-        context = {
-            "tracking_uri": sweep.tracking_uri,
-            "experiment_id": sweep.experiment_id,
-            "parent_run_id": sweep.parent_run_id,
-            "sweep": sweep.name,
-            "cache_dir": None if spec.cache_dir is None else str(spec.cache_dir),
-        }
-        with _callbacks(sweep, len(trials), progress) as callbacks:
+        context = {"cache_dir": None if spec.cache_dir is None else str(spec.cache_dir)}
+        with _callbacks(sweep, sweep_tracker, len(trials), progress) as callbacks:
             grid = make_tuner(spec, trials, context, Path(sweep.directory), name, callbacks).fit()
+        # what the round's trials logged is in MLflow before anything reads it
+        _drain(sweep_tracker, sweep)
         if _cut_off(grid, sweep.round_sizes[-1]):
             return _interrupted(mlf, sweep)
         trials = None
@@ -182,17 +191,43 @@ def _interrupted(mlf, sweep: Sweep) -> Sweep:
     return sweep
 
 
+@contextlib.contextmanager
+def _tracker(sweep: Sweep, new_sweep: bool) -> Iterator[Tracker]:
+    """The sweep's tracker while this driver runs it (a resumed sweep's first sends what the
+    last driver had journaled and not sent)."""
+    journal = Path(sweep.directory) / JOURNAL_FILE
+    sweep_tracker = Tracker(
+        sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id, journal, new_sweep
+    )
+    try:
+        yield sweep_tracker
+    finally:
+        sweep_tracker.close()
+
+
+def _drain(sweep_tracker: Tracker, sweep: Sweep) -> None:
+    """Wait until MLflow holds every record so far, or fail naming the journal keeping them."""
+    left, refusal = sweep_tracker.drain()
+    if not left:
+        return
+    kept = (
+        f"{left} records not yet in MLflow are kept in {sweep_tracker.journal.path}; "
+        f"`divsweep resume {sweep.experiment}` sends them"
+    )
+    uri = sweep.tracking_uri
+    if refusal is not None:
+        raise UserError(f"MLflow at {uri} refused a record: {refusal}; {kept}")
+    raise UserError(f"MLflow at {uri} did not answer for {tracking.retry_s():.0f} s; {kept}")
+
+
 class _callbacks:
     """The driver's Tune callbacks for one round, with the progress display running."""
 
-    def __init__(self, sweep: Sweep, total: int, progress: bool):
+    def __init__(self, sweep: Sweep, sweep_tracker: Tracker, total: int, progress: bool):
         from divsweep.orchestrator.tuner import ProgressCallback, TrackingCallback
 
         self.tracking = TrackingCallback(
-            sweep.tracking_uri,
-            sweep.experiment_id,
-            sweep.parent_run_id,
-            early_stopping=sweep.spec.scheduler.kind != "fifo",
+            sweep_tracker, sweep.name, early_stopping=sweep.spec.scheduler.kind != "fifo"
         )
         name = f"{sweep.name} round {len(sweep.round_sizes)}"
         self.progress = ProgressCallback(total, name) if progress else None

@@ -12,8 +12,9 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from divsweep import tracking
 from divsweep.orchestrator.spec import SweepSpec
-from divsweep.trainer.config import TrialConfig
-from divsweep.workers.trial import run_trial
+from divsweep.orchestrator.tracker import Tracker, log_record, open_record, status_record
+from divsweep.trainer.config import TrialConfig, flat_params, trial_key
+from divsweep.workers.trial import TRACKING, run_trial
 
 METRIC, TIME_ATTR = "unseen/exact_match", "step"
 CHECKPOINTS_KEPT = 2  # the newest to resume from, plus one in case the newest is half-synced
@@ -101,32 +102,55 @@ def _quiet_tune() -> None:
 
 
 class TrackingCallback(tune.Callback):
-    """Marks in MLflow what only the driver sees: early stops and trials whose process died."""
+    """Tune's trial events, as MLflow records for the sweep's tracker: a run opened (params:
+    the resolved config) when a trial starts, each evaluation it reports, how it ended.
+    Pickles (Tune saves its RunConfig) as an inert copy; resume brings a new one."""
 
-    def __init__(
-        self, tracking_uri: str, experiment_id: str, parent_run_id: str, early_stopping: bool
-    ):
-        self.uri, self.exp_id, self.parent_id = tracking_uri, experiment_id, parent_run_id
-        # Without an early-stopping scheduler every completed trial trained to its end and its
-        # worker marked it; looking its run up would cost one MLflow search per trial.
+    def __init__(self, sweep_tracker: Tracker, sweep_name: str, early_stopping: bool):
+        self.tracker, self.sweep_name = sweep_tracker, sweep_name
+        # Without an early-stopping scheduler every trial that completes trained to its end.
         self.early_stopping = early_stopping
+        self.placements: dict[str, dict[str, str]] = {}  # trial key -> tags last logged
 
-    def _mark(self, trial, status: str, unless: tuple[str, ...]) -> None:
-        from divsweep.trainer.config import trial_key
+    def __getstate__(self) -> dict:
+        return {}
 
-        mlf = tracking.client(self.uri)
-        key = trial_key(TrialConfig.model_validate(trial.config["trial"]))
-        run = tracking.find_trial(mlf, self.exp_id, self.parent_id, key)
-        if run is not None and run.data.tags.get(tracking.STATUS) not in unless:
-            tracking.set_status(mlf, run.info.run_id, status)
+    def __setstate__(self, state: dict) -> None:
+        self.tracker = None
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        cfg = TrialConfig.model_validate(trial.config["trial"])
+        key = trial_key(cfg)
+        self.placements.pop(key, None)  # a retry may land elsewhere: tag it again
+        record = open_record(key, flat_params(cfg), {tracking.SWEEP: self.sweep_name})
+        self.tracker.submit(record)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        report = result[TRACKING]
+        key = _key(trial)
+        metrics = {name: result[name] for name in report["metrics"]}
+        # a new placement is tagged with the attempt's first evaluation
+        tags = {} if self.placements.get(key) == report["tags"] else report["tags"]
+        self.placements[key] = report["tags"]
+        last = metrics["step"] >= report["total_steps"]
+        self.tracker.submit(log_record(key, metrics, last, tags))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        # the worker marks a trial that trained to the end; anything else was stopped by ASHA
-        if self.early_stopping:
-            self._mark(trial, "stopped", unless=("finished", "stopped"))
+        report = (trial.last_result or {}).get(TRACKING)
+        ended = report is not None and trial.last_result["step"] >= report["total_steps"]
+        # A trial that trained to its end closed its run with its last evaluation, unless it
+        # was restarted from its final checkpoint after a driver died (its reopened run is
+        # closed here). Without early stopping, a trial that reports nothing more also ran to
+        # its end (Tune's saved last result predates it); with it, it was stopped.
+        status = "finished" if ended or not self.early_stopping else "stopped"
+        self.tracker.submit(status_record(_key(trial), status, unless=("finished", "stopped")))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._mark(trial, "failed", unless=("failed",))
+        self.tracker.submit(status_record(_key(trial), "failed", unless=("failed",)))
+
+
+def _key(trial) -> str:
+    return trial_key(TrialConfig.model_validate(trial.config["trial"]))
 
 
 class ProgressCallback(tune.Callback):

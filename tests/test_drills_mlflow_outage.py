@@ -1,14 +1,13 @@
 """Drill: the MLflow tracking server goes away mid-sweep and comes back on the same port with
 the same backend store; no run and no metric is lost. Trials keep training through the outage:
-their evaluations wait in a durable buffer (tracking.MetricBuffer), sent in order once the
-server answers again; every other MLflow call retries with backoff."""
+their records wait in the sweep tracker's journal (orchestrator/tracker.py), sent in order once
+the server answers again."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,35 +19,40 @@ from test_drills_driver_kill import kill_group
 from test_orchestrator_spec import tiny_spec
 
 from divsweep import tracking
+from divsweep.orchestrator.tracker import JOURNAL_FILE, Tracker, log_record, open_record
 
 DIVSWEEP = str(Path(sys.executable).with_name("divsweep"))
 OUTAGE_S = 30
 
 
 @pytest.mark.slow
-def test_buffer_keeps_evaluations_through_a_server_restart(tmp_path: Path) -> None:
+def test_tracker_keeps_records_through_a_server_restart(tmp_path: Path) -> None:
     port, workdir = free_port(), tmp_path / "server"
     servers = [start_mlflow_server(workdir, port)]
     uri = f"http://127.0.0.1:{port}"
-    mlf = tracking.client(uri)  # the workers' client: a few quick HTTP retries, not minutes
-    run_id = mlf.create_run(mlf.create_experiment("buffer")).info.run_id
-    buffer = tracking.MetricBuffer(mlf, run_id, tmp_path / "trial" / "pending.jsonl")
+    mlf = tracking.client(uri)
+    exp_id = tracking.experiment_id(mlf, "journal")
+    parent = tracking.start_parent(mlf, exp_id, "journal", "name: journal", 1)
+    tracker = Tracker(uri, exp_id, parent, tmp_path / JOURNAL_FILE, new_sweep=True)
+    loss = {1: 4.0, 2: 3.0, 3: 2.0, 4: 1.0}
     try:
-        assert buffer.log({"loss": 4.0}, step=1)
+        tracker.submit(open_record("k1", {}, {}))
+        tracker.submit(log_record("k1", {"step": 1, "loss": loss[1]}, last=False, tags={}))
+        assert tracker.drain() == (0, None)
         stop_process(servers[0])
-        # server away: each evaluation is kept, in order, and the caller goes on
-        assert not buffer.log({"loss": 3.0}, step=2)
-        assert not buffer.log({"loss": 2.0}, step=3)
-        assert [r["step"] for r in buffer.pending()] == [2, 3]
-        # the last evaluation waits for the server, which comes back meanwhile
-        restart = threading.Timer(1, lambda: servers.append(start_mlflow_server(workdir, port)))
-        restart.start()
-        assert buffer.log({"loss": 1.0}, step=4, last=True)
-        restart.join()
-        assert buffer.pending() == [] and not buffer.path.exists()
-        history = mlf.get_metric_history(run_id, "loss")
-        assert [(m.step, m.value) for m in history] == [(1, 4.0), (2, 3.0), (3, 2.0), (4, 1.0)]
-        assert mlf.get_run(run_id).info.status == "FINISHED"
+        # server away: each record is journaled at once and the caller goes on
+        started = time.monotonic()
+        for step in (2, 3, 4):
+            tracker.submit(log_record("k1", {"step": step, "loss": loss[step]}, step == 4, {}))
+        assert time.monotonic() - started < 1
+        assert [r["step"] for r in tracker.journal.unapplied()] == [2, 3, 4]
+        servers.append(start_mlflow_server(workdir, port))
+        assert tracker.drain() == (0, None)
+        tracker.close()
+        (run,) = mlf.search_runs([exp_id], filter_string=f"tags.`{tracking.KEY}` = 'k1'")
+        history = mlf.get_metric_history(run.info.run_id, "loss")
+        assert [(m.step, m.value) for m in history] == list(loss.items())
+        assert run.info.status == "FINISHED"
     finally:
         for proc in servers:
             stop_process(proc)
@@ -79,14 +83,13 @@ def test_sweep_survives_a_tracking_server_outage(tmp_path: Path) -> None:
         mlf = MlflowClient(uri)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and driver.poll() is None:
-            exp = mlf.get_experiment_by_name("drill-outage")
-            runs = [] if exp is None else mlf.search_runs(
-                [exp.experiment_id], filter_string="tags.`divsweep.role` = 'trial'"
-            )  # fmt: skip
-            # a trial early on: it trains on, into the buffer, while the server is away
-            if any(0 < r.data.metrics.get("step", 0) <= steps[2] for r in runs):
+            # the first trial's first evaluation journaled: three trials' training is ahead
+            if any(
+                '"op": "log"' in journal.read_text()
+                for journal in tmp_path.glob(f"ray_results/*/{JOURNAL_FILE}")
+            ):
                 break
-            time.sleep(0.5)
+            time.sleep(0.2)
         assert driver.poll() is None, f"sweep ended before the outage: {driver.stderr.read()}"
         stop_process(server)
         down = time.time()

@@ -61,6 +61,8 @@ def test_sweep_on_two_nodes_survives_losing_one(tmp_path: Path) -> None:
                 begun = any(tmp_path.glob("ray_results/*/sweep.json"))
                 for run in trial_runs(uri, "drill-node") if begun else []:
                     tags = run.data.tags
+                    if "divsweep.node_id" not in tags:  # tagged with its first evaluation
+                        continue
                     seen[tags["divsweep.trial_key"]] = tags["divsweep.node_id"]
                     step = run.data.metrics.get("step", 0)
                     on_lost = tags["divsweep.node_id"] == lost

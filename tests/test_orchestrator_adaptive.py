@@ -19,9 +19,9 @@ def logged_sweep(tmp_path: Path, uri: str, spec, unseen: dict[int, list[float]])
     parent = tracking.start_parent(mlf, exp_id, spec.name, spec.to_yaml(), len(spec.trials()))
     for trial in spec.trials():
         accuracy = unseen[trial.data.n_instructions][trial.seed]
-        run_id, _ = tracking.open_trial(
-            mlf, exp_id, parent, trial_key(trial), flat_params(trial), {}
-        )
+        key = trial_key(trial)
+        tags = {tracking.PARENT: parent}
+        run_id = tracking.create_trial_run(mlf, exp_id, key, key, flat_params(trial), tags)
         tracking.log_metrics(mlf, run_id, {"unseen/exact_match": accuracy}, 8, last=True)
     return Sweep(
         name=spec.name,

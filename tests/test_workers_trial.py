@@ -10,7 +10,8 @@ from test_orchestrator_spec import tiny_spec
 
 import divsweep
 from divsweep.orchestrator.spec import parse_spec
-from divsweep.orchestrator.tuner import make_tuner
+from divsweep.orchestrator.tracker import JOURNAL_FILE, Tracker
+from divsweep.orchestrator.tuner import TrackingCallback, make_tuner
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +48,20 @@ def test_rerun_trial_continues_its_run_without_relogging(ray_session, tmp_path: 
     mlf = MlflowClient(store)
     history = mlf.get_metric_history(first.info.run_id, "train/loss")
 
-    # the same trial under the same parent, as Tune runs it on retry: it finds its run by key
-    context = {
-        "tracking_uri": sweep.tracking_uri,
-        "experiment_id": sweep.experiment_id,
-        "parent_run_id": sweep.parent_run_id,
-        "sweep": sweep.name,
-        "cache_dir": str(spec.cache_dir),
-    }
-    make_tuner(spec, spec.trials(), context, tmp_path / "again", "again", []).fit()
+    # the same trial under the same parent, as a resumed driver's Tune runs it again: it finds
+    # its run by key, and the evaluations MLflow holds are not logged twice
+    again = Tracker(
+        sweep.tracking_uri,
+        sweep.experiment_id,
+        sweep.parent_run_id,
+        tmp_path / "again" / JOURNAL_FILE,
+        new_sweep=False,
+    )
+    callback = TrackingCallback(again, sweep.name, early_stopping=False)
+    context = {"cache_dir": str(spec.cache_dir)}
+    make_tuner(spec, spec.trials(), context, tmp_path / "again", "again", [callback]).fit()
+    assert again.drain() == (0, None)
+    again.close()
 
     (again,) = trial_runs(store, sweep)
     assert again.info.run_id == first.info.run_id

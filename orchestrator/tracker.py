@@ -1,0 +1,247 @@
+"""The sweep's one MLflow writer: a journal in the sweep folder and a thread in the driver.
+
+Trials do not talk to MLflow. Everything MLflow gets is already in the driver, from Tune:
+a trial's start (its config: the run's params), each evaluation the trial reports (its
+metrics, and where it ran), how it ended. `TrackingCallback` (orchestrator/tuner.py) turns
+these into records; the tracker appends each to `tracking-journal.jsonl` (fsynced) and a
+thread applies them to MLflow in order. So:
+
+- a trial's process imports no MLflow and writes nothing: no MLflow import, SQLite lock or
+  write on any trial's critical path (benchmarks/bench_orchestration.py measures the cost);
+- while the tracking server is away, trials train on and records wait in the journal; they
+  are sent in order once it answers (tests/test_drills_mlflow_outage.py);
+- what a killed driver had not sent, the next driver of the sweep (`divsweep resume`) sends
+  first: its tracker starts at the journal's applied mark;
+- only the driver's machine talks to MLflow: a SQLite store needs no filesystem shared with
+  the workers, and MLflow credentials stay with the driver.
+
+Applying a record twice (a crash between applying and marking it) does no harm: an opened run
+is found by its trial key and reopened, an evaluation at or below the run's logged step is
+skipped, a status is set again.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from divsweep import tracking
+
+JOURNAL_FILE = "tracking-journal.jsonl"
+
+
+class Journal:
+    """Append-only JSONL of records, and beside it (`.applied`) how many are in MLflow."""
+
+    def __init__(self, path: Path):
+        self.path, self.mark = path, path.with_name(path.name + ".applied")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._drop_torn_tail()
+        self._file = open(path, "a")  # noqa: SIM115 - open while the tracker lives
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def unapplied(self) -> list[dict[str, Any]]:
+        lines = self.path.read_text().splitlines()
+        return [json.loads(line) for line in lines[self.applied() :]]
+
+    def applied(self) -> int:
+        return int(self.mark.read_text()) if self.mark.is_file() else 0
+
+    def set_applied(self, count: int) -> None:
+        # not fsynced: after a crash the mark may lag, and re-applying is harmless
+        tmp = self.mark.with_suffix(".tmp")
+        tmp.write_text(str(count))
+        os.replace(tmp, self.mark)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _drop_torn_tail(self) -> None:
+        """A crash mid-append leaves a line without its newline. Nobody went on believing it
+        was kept (append returns after the fsync), so it goes, before the next append joins it."""
+        if not self.path.is_file():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(self.path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+
+
+@dataclass
+class TrialRun:
+    run_id: str
+    logged_step: float  # the newest evaluation in MLflow (-1: none)
+    status: str
+
+
+class Tracker:
+    """Journal + in-order applier for one sweep (one MLflow parent run).
+
+    `new_sweep`: the parent run was just created, so no trial run exists that this tracker
+    did not open, and opening one needs no search."""
+
+    def __init__(
+        self, uri: str, experiment_id: str, parent_run_id: str, journal: Path, new_sweep: bool
+    ):
+        self.uri, self.exp_id, self.parent_id = uri, experiment_id, parent_run_id
+        self.new_sweep = new_sweep
+        self.journal = Journal(journal)
+        self.applied = self.journal.applied()
+        self.pending = collections.deque(self.journal.unapplied())
+        self.runs: dict[str, TrialRun] = {}
+        self.error: str | None = None
+        self.closing = False
+        self.changed = threading.Condition()
+        self.thread = threading.Thread(target=self._apply_all, name="divsweep-tracker", daemon=True)
+        self.thread.start()
+
+    def submit(self, record: dict[str, Any]) -> None:
+        """Journal `record` (durable when this returns); it reaches MLflow in order."""
+        with self.changed:
+            self.journal.append(record)
+            self.pending.append(record)
+            self.changed.notify_all()
+
+    def drain(self, stall_s: float | None = None) -> tuple[int, str | None]:
+        """Wait until every record is in MLflow, MLflow refused one, or nothing went in for
+        `stall_s` (default: the MLflow retry window). Returns (records left, refusal)."""
+        stall_s = tracking.retry_s() if stall_s is None else stall_s
+        with self.changed:
+            seen, since = self.applied, time.monotonic()
+            while self.pending and self.error is None:
+                if self.applied != seen:
+                    seen, since = self.applied, time.monotonic()
+                left = since + stall_s - time.monotonic()
+                if left <= 0:
+                    break
+                self.changed.wait(timeout=left)
+            return len(self.pending), self.error
+
+    def close(self) -> None:
+        """Stop the applier; what it has not sent stays in the journal. A call it is retrying
+        against an absent server is not waited for (the thread is a daemon)."""
+        with self.changed:
+            self.closing = True
+            self.changed.notify_all()
+        self.thread.join(timeout=2 * tracking.MAX_BACKOFF_S)
+        self.journal.close()
+
+    def _apply_all(self) -> None:
+        mlf = tracking.client(self.uri)
+        while True:
+            with self.changed:
+                while not self.pending and not self.closing:
+                    self.changed.wait()
+                if self.closing:
+                    return
+                record = self.pending[0]
+            try:
+                self._apply_until_answered(mlf, record)
+            except Exception as err:
+                with self.changed:
+                    self.error = f"{type(err).__name__}: {err}"
+                    self.changed.notify_all()
+                return
+            with self.changed:
+                self.pending.popleft()
+                self.applied += 1
+                self.journal.set_applied(self.applied)
+                self.changed.notify_all()
+
+    def _apply_until_answered(self, mlf, record: dict[str, Any]) -> None:
+        """However long the server is away: meanwhile the record waits in the journal."""
+        while True:
+            try:
+                return self._apply(mlf, record)
+            except Exception as err:
+                if not tracking.unreachable(err) or self.closing:
+                    raise
+            with self.changed:
+                self.changed.wait_for(lambda: self.closing, timeout=tracking.MAX_BACKOFF_S)
+
+    def _apply(self, mlf, record: dict[str, Any]) -> None:
+        key, op = record["key"], record["op"]
+        if op == "open":
+            run = self._run(mlf, key)
+            if run is None:
+                name = f"{record['tags'].get(tracking.SWEEP, 'trial')}-{key[:8]}"
+                tags = {tracking.PARENT: self.parent_id, **record["tags"]}
+                run_id = tracking.create_trial_run(
+                    mlf, self.exp_id, key, name, record["params"], tags
+                )
+                self.runs[key] = TrialRun(run_id, -1.0, "running")
+            else:
+                tracking.reopen_trial_run(mlf, run.run_id, record["tags"])
+                run.status = "running"
+            return
+        run = self._run(mlf, key)
+        if run is None:  # a status for a trial that failed before its run was opened
+            return
+        if op == "log":
+            if record["step"] > run.logged_step:
+                tracking.retrying(
+                    tracking.log_metrics,
+                    mlf,
+                    run.run_id,
+                    record["metrics"],
+                    record["step"],
+                    last=record["last"],
+                    timestamp_ms=record["timestamp_ms"],
+                    tags=record["tags"],
+                )
+                run.logged_step = record["step"]
+            elif record["last"]:
+                tracking.set_status(mlf, run.run_id, "finished")
+            if record["last"]:
+                run.status = "finished"
+        elif op == "status":
+            if run.status not in record["unless"]:
+                tracking.set_status(mlf, run.run_id, record["status"])
+                run.status = record["status"]
+        else:
+            raise ValueError(f"unknown tracking record op {op!r}")
+
+    def _run(self, mlf, key: str) -> TrialRun | None:
+        """The trial's run: opened by this tracker, or (a resumed sweep) by an earlier one."""
+        if key not in self.runs and not self.new_sweep:
+            found = tracking.find_trial(mlf, self.exp_id, self.parent_id, key)
+            if found is not None:
+                self.runs[key] = TrialRun(
+                    found.info.run_id,
+                    found.data.metrics.get("step", -1.0),
+                    found.data.tags.get(tracking.STATUS, "running"),
+                )
+        return self.runs.get(key)
+
+
+def open_record(key: str, params: dict[str, str], tags: dict[str, str]) -> dict[str, Any]:
+    return {"op": "open", "key": key, "params": params, "tags": tags}
+
+
+def log_record(
+    key: str, metrics: dict[str, float], last: bool, tags: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "op": "log",
+        "key": key,
+        "step": int(metrics["step"]),
+        # fixed here: a resend of this record is the same point, which MLflow does not repeat
+        "timestamp_ms": int(time.time() * 1000),
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "last": last,
+        "tags": tags,
+    }
+
+
+def status_record(key: str, status: str, unless: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"op": "status", "key": key, "status": status, "unless": list(unless)}
