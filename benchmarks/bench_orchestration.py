@@ -142,6 +142,9 @@ def main() -> None:
             bare = [run_bare(spec, root, "bare-0")]
             ours = [run_divsweep(spec, uri), run_divsweep(spec, uri)]
             bare.append(run_bare(spec, root, "bare-1"))
+            # every run, not only the best: a spike on a noisy machine shows here
+            print(f"bare Tuner runs {bare[0]:.2f} s, {bare[1]:.2f} s; divsweep runs "
+                  f"{ours[0]:.2f} s, {ours[1]:.2f} s")  # fmt: skip
             bare, ours = min(bare), min(ours)
         finally:
             ray.shutdown()

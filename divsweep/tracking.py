@@ -171,8 +171,10 @@ def create_trial_run(
     name: str,
     params: dict[str, str],
     tags: dict[str, str],
+    start_ms: int | None = None,
 ) -> str:
     """A new, running trial run holding the trial's resolved config as params; its id.
+    `start_ms`: when the trial started (default now), as the run's start time.
 
     A create whose reply was lost may still have landed: each retry first looks for a run of
     this key started since the first attempt (by the client's clock, passed as start_time),
@@ -180,7 +182,7 @@ def create_trial_run(
     """
     from mlflow.entities import Param
 
-    since = int(time.time() * 1000)
+    since = int(time.time() * 1000) if start_ms is None else start_ms
     attempts = 0
 
     def create_once():
@@ -219,9 +221,10 @@ def log_metrics(
     timestamp_ms: int | None = None,
     tags: dict[str, str] | None = None,
 ) -> None:
-    """Log one evaluation (and `tags`); `last` also closes the run as finished (one write
-    fewer than logging and then calling set_status, which counts with hundreds of short
-    trials). No retries of its own: a resend (same timestamp) is deduplicated by MLflow."""
+    """Log one evaluation (and `tags`); `last` also closes the run as finished, ending at the
+    evaluation's time (one write fewer than logging and then calling set_status, which counts
+    with hundreds of short trials). No retries of its own: a resend (same timestamp) is
+    deduplicated by MLflow."""
     from mlflow.entities import Metric, RunTag
 
     now = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
@@ -229,12 +232,13 @@ def log_metrics(
     tags = {**(tags or {}), **({STATUS: "finished"} if last else {})}
     mlf.log_batch(run_id, metrics=batch, tags=[RunTag(k, v) for k, v in tags.items()])
     if last:
-        mlf.set_terminated(run_id, RUN_STATUS["finished"])
+        mlf.set_terminated(run_id, RUN_STATUS["finished"], end_time=now)
 
 
-def set_status(mlf: MlflowClient, run_id: str, status: str) -> None:
+def set_status(mlf: MlflowClient, run_id: str, status: str, at_ms: int | None = None) -> None:
+    """Set a run's divsweep and MLflow status; an end status ends it at `at_ms` (default now)."""
     retrying(mlf.set_tag, run_id, STATUS, status)
     if status == "running":
         retrying(mlf.update_run, run_id, status="RUNNING")
     else:
-        retrying(mlf.set_terminated, run_id, RUN_STATUS[status])
+        retrying(mlf.set_terminated, run_id, RUN_STATUS[status], end_time=at_ms)

@@ -3,8 +3,9 @@
 Trials do not talk to MLflow. Everything MLflow gets is already in the driver, from Tune:
 a trial's start (its config: the run's params), each evaluation the trial reports (its
 metrics, and where it ran), how it ended. `TrackingCallback` (orchestrator/tuner.py) turns
-these into records; the tracker appends each to `tracking-journal.jsonl` (fsynced) and a
-thread applies them to MLflow in order. So:
+these into records; the tracker appends each to `tracking-journal.jsonl` and a thread applies
+them to MLflow in order. An appended record is in the OS's hands at once (a killed driver
+loses none); the thread fsyncs the journal before it sends what it holds, off Tune's loop. So:
 
 - a trial's process imports no MLflow and writes nothing: no MLflow import, SQLite lock or
   write on any trial's critical path (benchmarks/bench_orchestration.py measures the cost);
@@ -48,6 +49,8 @@ class Journal:
     def append(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
+
+    def sync(self) -> None:
         os.fsync(self._file.fileno())
 
     def unapplied(self) -> list[dict[str, Any]]:
@@ -67,8 +70,8 @@ class Journal:
         self._file.close()
 
     def _drop_torn_tail(self) -> None:
-        """A crash mid-append leaves a line without its newline. Nobody went on believing it
-        was kept (append returns after the fsync), so it goes, before the next append joins it."""
+        """A crash mid-append leaves a line without its newline: it goes, before the next
+        append joins it. (A driver killed mid-write had not handed the record on.)"""
         if not self.path.is_file():
             return
         data = self.path.read_bytes()
@@ -106,7 +109,8 @@ class Tracker:
         self.thread.start()
 
     def submit(self, record: dict[str, Any]) -> None:
-        """Journal `record` (durable when this returns); it reaches MLflow in order."""
+        """Journal `record` (it outlives this process when this returns); it reaches MLflow
+        in order."""
         with self.changed:
             self.journal.append(record)
             self.pending.append(record)
@@ -134,18 +138,23 @@ class Tracker:
             self.closing = True
             self.changed.notify_all()
         self.thread.join(timeout=2 * tracking.MAX_BACKOFF_S)
+        self.journal.sync()
         self.journal.close()
 
     def _apply_all(self) -> None:
         mlf = tracking.client(self.uri)
+        synced = self.applied
         while True:
             with self.changed:
                 while not self.pending and not self.closing:
                     self.changed.wait()
                 if self.closing:
                     return
-                record = self.pending[0]
+                record, journaled = self.pending[0], self.applied + len(self.pending)
             try:
+                if journaled > synced:  # one fsync covers every record journaled so far
+                    self.journal.sync()
+                    synced = journaled
                 self._apply_until_answered(mlf, record)
             except Exception as err:
                 with self.changed:
@@ -177,7 +186,7 @@ class Tracker:
                 name = f"{record['tags'].get(tracking.SWEEP, 'trial')}-{key[:8]}"
                 tags = {tracking.PARENT: self.parent_id, **record["tags"]}
                 run_id = tracking.create_trial_run(
-                    mlf, self.exp_id, key, name, record["params"], tags
+                    mlf, self.exp_id, key, name, record["params"], tags, record["time_ms"]
                 )
                 self.runs[key] = TrialRun(run_id, -1.0, "running")
             else:
@@ -201,12 +210,12 @@ class Tracker:
                 )
                 run.logged_step = record["step"]
             elif record["last"]:
-                tracking.set_status(mlf, run.run_id, "finished")
+                tracking.set_status(mlf, run.run_id, "finished", record["timestamp_ms"])
             if record["last"]:
                 run.status = "finished"
         elif op == "status":
             if run.status not in record["unless"]:
-                tracking.set_status(mlf, run.run_id, record["status"])
+                tracking.set_status(mlf, run.run_id, record["status"], record["time_ms"])
                 run.status = record["status"]
         else:
             raise ValueError(f"unknown tracking record op {op!r}")
@@ -224,8 +233,12 @@ class Tracker:
         return self.runs.get(key)
 
 
+# Each record carries the time of what it records: MLflow gets the trial's times, not the
+# (later, during an outage much later) times the records were sent.
+
+
 def open_record(key: str, params: dict[str, str], tags: dict[str, str]) -> dict[str, Any]:
-    return {"op": "open", "key": key, "params": params, "tags": tags}
+    return {"op": "open", "key": key, "params": params, "tags": tags, "time_ms": _now_ms()}
 
 
 def log_record(
@@ -235,8 +248,8 @@ def log_record(
         "op": "log",
         "key": key,
         "step": int(metrics["step"]),
-        # fixed here: a resend of this record is the same point, which MLflow does not repeat
-        "timestamp_ms": int(time.time() * 1000),
+        # also makes a resend of this record the same point, which MLflow does not repeat
+        "timestamp_ms": _now_ms(),
         "metrics": {k: float(v) for k, v in metrics.items()},
         "last": last,
         "tags": tags,
@@ -244,4 +257,14 @@ def log_record(
 
 
 def status_record(key: str, status: str, unless: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {"op": "status", "key": key, "status": status, "unless": list(unless)}
+    return {
+        "op": "status",
+        "key": key,
+        "status": status,
+        "unless": list(unless),
+        "time_ms": _now_ms(),
+    }
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

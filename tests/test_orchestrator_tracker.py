@@ -37,9 +37,12 @@ def evaluation(step: int, loss: float) -> dict[str, float]:
 def test_records_reach_mlflow_in_order(tmp_path: Path, tracking_uri: str) -> None:
     mlf, exp_id, parent = sweep_parent(tracking_uri)
     tracker = Tracker(tracking_uri, exp_id, parent, tmp_path / JOURNAL_FILE, new_sweep=True)
-    tracker.submit(open_record("k1", {"seed": "0"}, {tracking.SWEEP: "tracked"}))
+    opened = open_record("k1", {"seed": "0"}, {tracking.SWEEP: "tracked"})
+    last = log_record("k1", evaluation(8, 1.0), last=True, tags={})
+    opened["time_ms"] -= 60_000  # a trial that started a minute before its records were sent
+    tracker.submit(opened)
     tracker.submit(log_record("k1", evaluation(4, 2.0), last=False, tags=PLACED))
-    tracker.submit(log_record("k1", evaluation(8, 1.0), last=True, tags={}))
+    tracker.submit(last)
     assert tracker.drain() == (0, None)
     tracker.close()
 
@@ -47,6 +50,8 @@ def test_records_reach_mlflow_in_order(tmp_path: Path, tracking_uri: str) -> Non
     assert run.data.params == {"seed": "0"}
     assert run.data.tags[tracking.KEY] == "k1" and run.data.tags["divsweep.node_id"] == "n1"
     assert run.data.tags[tracking.STATUS] == "finished" and run.info.status == "FINISHED"
+    # the trial's own times, not when the tracker sent them
+    assert (run.info.start_time, run.info.end_time) == (opened["time_ms"], last["timestamp_ms"])
     history = mlf.get_metric_history(run.info.run_id, "train/loss")
     assert [(m.step, m.value) for m in history] == [(4, 2.0), (8, 1.0)]
     assert Journal(tmp_path / JOURNAL_FILE).unapplied() == []
