@@ -65,6 +65,7 @@ class LocalCluster:
                 for proc in [*child.children(recursive=True), child]:
                     with contextlib.suppress(psutil.NoSuchProcess):
                         proc.kill()
+                _wait_dead(child)
                 return child.pid
         raise RuntimeError("worker node has no raylet process")
 
@@ -73,6 +74,20 @@ class LocalCluster:
         for proc in (self.worker, self.head):
             _stop_group(proc)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _wait_dead(proc: psutil.Process, timeout_s: float = 10.0) -> None:
+    """Until a killed process is gone or a zombie: SIGKILL lands asynchronously, and on a
+    loaded machine the raylet was seen still running right after `kill()` returned."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"process {proc.pid} still running {timeout_s:.0f} s after SIGKILL")
 
 
 def _stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
