@@ -6,8 +6,8 @@ reports metrics + checkpoint at every evaluation, no tracking; (b) `divsweep.run
 trials (spec, MLflow parent and child runs in an existing SQLite store, status tags, progress
 display off);
 (c) the floor: the same trials one after another in this process, no Ray at all.
-Datasets are built before any timing; every side reads the same cache. (a) and (b) run twice
-three times in the order a b b a a b, and the best time of each counts (this machine's
+Datasets are built before any timing; every side reads the same cache. (a) and (b) run three
+times each, in the order a b b a a b, and the best time of each counts (this machine's
 spikes, a run taking 1.3-1.8x its usual time, hit either side).
 """
 

@@ -1,8 +1,9 @@
 """MLflow layout of a sweep: a parent run per sweep, a child run per trial (docs/architecture.md);
 `divsweep train` logs its one trial the same way, without a parent.
 
-Plain functions over `MlflowClient` (no fluent API): Ray workers are reused across trials,
-and the fluent API's process-global "active run" would leak from one trial into the next.
+Plain functions over `MlflowClient` (no fluent API): a sweep's tracker writes the runs of
+many trials at once from one driver thread, and the fluent API's process-global "active run"
+would mix them up.
 
 A tracking server may be away for a while (restart, network): every call here retries with
 backoff for up to $DIVSWEEP_MLFLOW_RETRY_S seconds (default 600). A sweep's records go through

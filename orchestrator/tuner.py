@@ -132,12 +132,10 @@ class TrackingCallback(tune.Callback):
         # a new placement is tagged with the attempt's first evaluation
         tags = {} if self.placements.get(key) == report["tags"] else report["tags"]
         self.placements[key] = report["tags"]
-        last = metrics["step"] >= report["total_steps"]
-        self.tracker.submit(log_record(key, metrics, last, tags))
+        self.tracker.submit(log_record(key, metrics, _ran_to_end(result), tags))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        report = (trial.last_result or {}).get(TRACKING)
-        ended = report is not None and trial.last_result["step"] >= report["total_steps"]
+        ended = _ran_to_end(trial.last_result or {})
         # A trial that trained to its end closed its run with its last evaluation, unless it
         # was restarted from its final checkpoint after a driver died (its reopened run is
         # closed here). Without early stopping, a trial that reports nothing more also ran to
@@ -151,6 +149,12 @@ class TrackingCallback(tune.Callback):
 
 def _key(trial) -> str:
     return trial_key(TrialConfig.model_validate(trial.config["trial"]))
+
+
+def _ran_to_end(result: dict) -> bool:
+    """Whether a trial's result is its last evaluation (the one that closes its run)."""
+    report = result.get(TRACKING)
+    return report is not None and result["step"] >= report["total_steps"]
 
 
 class ProgressCallback(tune.Callback):
