@@ -17,7 +17,7 @@ def main(selected: list[str]) -> None:
         if name.startswith("bench_") and (not selected or name in selected):
             importlib.import_module(f"benchmarks.{name}").main()
     if RESULTS.exists():
-        print_table("all figures (benchmarks/results/latest.json)", json.loads(RESULTS.read_text()))
+        print_table(f"all figures ({RESULTS})", json.loads(RESULTS.read_text()))
 
 
 if __name__ == "__main__":

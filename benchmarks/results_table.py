@@ -11,7 +11,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-RESULTS = Path(__file__).parent / "results" / "latest.json"
+# DIVSWEEP_BENCH_RESULTS: another file, for figures of another machine (scripts/device-check.sh)
+RESULTS = Path(
+    os.environ.get("DIVSWEEP_BENCH_RESULTS", Path(__file__).parent / "results" / "latest.json")
+)
 _COMPARE = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 
 

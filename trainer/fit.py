@@ -60,10 +60,7 @@ def fit_datamodule(
 ) -> dict[str, float]:
     """`fit` on tables already attached (what `fit` does after attaching the Arrow files)."""
     quiet_lightning()
-    if config.train.num_threads:
-        torch.set_num_threads(config.train.num_threads)
-    if torch.cuda.is_available():
-        torch.set_float32_matmul_precision("high")  # TF32 for whatever runs outside autocast
+    configure_torch(config)
     check_lengths(config, datamodule)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     total = config.train.total_steps(len(datamodule.train_set))
@@ -73,6 +70,14 @@ def fit_datamodule(
     ckpt = None if resume_from is None else Path(resume_from) / CHECKPOINT_FILE
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     return evaluator.metrics
+
+
+def configure_torch(config: TrialConfig) -> None:
+    """This process's torch settings for the trial: CPU threads, TF32 matmuls on a GPU."""
+    if config.train.num_threads:
+        torch.set_num_threads(config.train.num_threads)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 for whatever runs outside autocast
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
