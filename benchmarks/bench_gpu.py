@@ -41,7 +41,7 @@ from divsweep.trainer.module import TrialModule
 
 ROOT = Path(__file__).parents[1]
 PACKED = 4
-PACKING_STEPS, PRECISION_STEPS, WARMUP = 600, 300, 50
+PACKING_STEPS, PRECISION_STEPS, WARMUP = 1500, 300, 50  # seconds of training each on a GPU
 REPEATS = 2
 START_TIMEOUT_S = 300.0
 
