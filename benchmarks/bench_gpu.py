@@ -30,6 +30,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from benchmarks.bench_trainer import Clock
 from benchmarks.results_table import record
 from divsweep.datasets import build
 from divsweep.datasets.vocab import VOCAB
@@ -57,34 +58,27 @@ def study_trial(spec: str, n_instructions: int, total_examples: int, steps: int)
     return TrialConfig.model_validate(raw)
 
 
-class Window(pl.Callback):
-    """Output tokens and wall time of the training steps after `warmup`; the first step
-    waits for `start_signal` to exist (so packed processes train together)."""
+class StartTogether(pl.Callback):
+    """Before the first step: says it is ready, then waits for `signal` to exist (so packed
+    processes train together)."""
 
-    def __init__(self, warmup: int, start_signal: Path | None = None) -> None:
-        self.warmup, self.start_signal = warmup, start_signal
-        self.tokens, self.start, self.end = 0, 0.0, 0.0
+    def __init__(self, signal: Path) -> None:
+        self.signal = signal
 
     def on_train_start(self, trainer, module) -> None:
-        if self.start_signal is not None:
-            self.start_signal.with_suffix(f".ready{os.getpid()}").touch()
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while not self.start_signal.exists():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"no start signal {self.start_signal} in {START_TIMEOUT_S} s"
-                    )
-                time.sleep(0.01)
+        self.signal.with_suffix(f".ready{os.getpid()}").touch()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.signal.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no start signal {self.signal} in {START_TIMEOUT_S} s")
+            time.sleep(0.01)
 
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if batch_idx + 1 < self.warmup:
-            return
-        _sync()
-        if batch_idx + 1 == self.warmup:
-            self.start = time.time()  # wall clock: comparable across processes
-        else:
-            self.tokens += batch["n_tokens"]
-            self.end = time.time()
+
+def wall_clock() -> float:
+    """Wall time after the GPU's queued work: comparable across processes."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.time()
 
 
 def train_window(
@@ -102,8 +96,9 @@ def train_window(
         torch.set_float32_matmul_precision(fp32_matmul)
     torch.manual_seed(cfg.seed)
     steps = cfg.train.max_steps
-    window = Window(min(WARMUP, steps // 4), start_signal)
-    trainer = build_trainer(cfg, steps, accelerator, [window])
+    window = Clock(min(WARMUP, steps // 4), wall_clock)
+    callbacks = [window] if start_signal is None else [StartTogether(start_signal), window]
+    trainer = build_trainer(cfg, steps, accelerator, callbacks)
     trainer.fit(TrialModule(cfg, len(VOCAB), steps), datamodule=dm)
     return {"tokens": window.tokens, "start": window.start, "end": window.end}
 
@@ -177,11 +172,6 @@ def precision_tokens_per_s(cfg: TrialConfig, dm: TrialDataModule) -> dict[str, f
                 w = train_window(side, dm, "gpu", fp32_matmul=matmul)
             best[name] = max(best[name], w["tokens"] / (w["end"] - w["start"]))
     return best
-
-
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def main() -> None:

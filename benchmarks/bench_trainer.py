@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -42,14 +43,25 @@ def bench_config(accelerator: str) -> TrialConfig:
 
 
 class Clock(pl.Callback):
-    """Output tokens and time of the training steps alone (no setup, no evaluation)."""
+    """Output tokens and time of the training steps alone (no setup, no evaluation), after the
+    first `warmup` steps; `now` reads the time."""
+
+    def __init__(self, warmup: int = 0, now: Callable[[], float] | None = None) -> None:
+        self.warmup, self.now = warmup, now or clock
+        self.tokens, self.start, self.end = 0, 0.0, 0.0
 
     def on_train_start(self, trainer, module) -> None:
-        self.tokens, self.start = 0, clock()
+        if self.warmup == 0:
+            self.start = self.now()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if batch_idx + 1 < self.warmup:
+            return
+        if batch_idx + 1 == self.warmup:
+            self.start = self.now()
+            return
         self.tokens += batch["n_tokens"]
-        self.end = clock()
+        self.end = self.now()
 
 
 def clock() -> float:
