@@ -63,7 +63,10 @@ def test_sweep_survives_a_tracking_server_outage(tmp_path: Path) -> None:
     port, workdir = free_port(), tmp_path / "server"
     uri = f"http://127.0.0.1:{port}"
     server = start_mlflow_server(workdir, port)
-    steps = list(range(20, 301, 20))  # long enough to go on training through the outage
+    # Long enough to go on training through the outage, however long the server takes to stop
+    # (stop_process waits up to 20 s): at 300 steps a clean-clone CI run saw every trial end
+    # before the server was down.
+    steps = list(range(50, 901, 50))
     raw = tiny_spec(
         tmp_path,
         name="drill-outage",
