@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 ROLE, SWEEP, STATUS = "divsweep.role", "divsweep.sweep", "divsweep.status"
 KEY = "divsweep.trial_key"
 PARENT = "mlflow.parentRunId"
+# MLflow 3's UI opens an experiment on the view its kind names; without the tag it guesses,
+# and an experiment of runs without traces opens on the (empty) GenAI overview. Key and value
+# as the UI's bundle spells them (mlflow/server/js/build: ExperimentKind.CUSTOM_MODEL_DEVELOPMENT).
+EXPERIMENT_KIND, CUSTOM_MODEL = "mlflow.experimentKind", "custom_model_development"
 # divsweep.status -> MLflow's own run status, so `mlflow ui` agrees with `divsweep status`
 RUN_STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "stopped": "KILLED"}
 # MLflow's own HTTP retries (7, backoff factor 2) would stall a call for minutes; a couple of
@@ -115,12 +119,16 @@ def client(uri: str) -> MlflowClient:
 
 
 def experiment_id(mlf: MlflowClient, name: str, create: bool = True) -> str:
+    """The experiment's id; `create`: made if absent, and marked as one of model training runs
+    (an existing one without a kind too: made by an older divsweep or by hand)."""
     exp = retrying(mlf.get_experiment_by_name, name)
-    if exp is not None:
-        return exp.experiment_id
-    if not create:
+    if exp is None and not create:
         raise UserError(f"no MLflow experiment named {name!r} at {mlf.tracking_uri}")
-    return retrying(mlf.create_experiment, name)
+    if exp is None:
+        return retrying(mlf.create_experiment, name, tags={EXPERIMENT_KIND: CUSTOM_MODEL})
+    if create and EXPERIMENT_KIND not in exp.tags:
+        retrying(mlf.set_experiment_tag, exp.experiment_id, EXPERIMENT_KIND, CUSTOM_MODEL)
+    return exp.experiment_id
 
 
 def start_parent(mlf: MlflowClient, exp_id: str, sweep: str, spec_yaml: str, n_trials: int) -> str:

@@ -60,3 +60,17 @@ def test_params_beyond_one_batch_of_100_are_all_logged(tracking_uri: str) -> Non
     params = {f"p{i:03d}": str(i) for i in range(250)}
     run_id = tracking.create_trial_run(mlf, exp_id, "k3", "t-k3", params, {})
     assert mlf.get_run(run_id).data.params == params
+
+
+def test_experiments_open_on_their_runs_in_the_mlflow_ui(tracking_uri: str) -> None:
+    mlf = MlflowClient(tracking_uri)
+    new = tracking.experiment_id(mlf, "made-by-divsweep")
+    older = mlf.create_experiment("made-before")  # by hand, or by an older divsweep
+    assert tracking.experiment_id(mlf, "made-before") == older
+    for exp_id in (new, older):
+        tags = mlf.get_experiment(exp_id).tags
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+    # a kind someone chose is theirs: only an absent one is set
+    mlf.set_experiment_tag(older, tracking.EXPERIMENT_KIND, "genai_development")
+    tracking.experiment_id(mlf, "made-before")
+    assert mlf.get_experiment(older).tags[tracking.EXPERIMENT_KIND] == "genai_development"

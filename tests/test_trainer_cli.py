@@ -53,6 +53,8 @@ def test_train_logs_params_and_metrics_to_mlflow(
     (run,) = client.search_runs([client.get_experiment_by_name("divsweep-train").experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.tags["divsweep.status"] == "finished"
+    kind = client.get_experiment_by_name("divsweep-train").tags["mlflow.experimentKind"]
+    assert kind == "custom_model_development"  # MLflow's UI opens it on its runs
     params = run.data.params
     assert params["model.d_model"] == "32" and params["train.max_steps"] == "20"
     assert params["data.total_examples"] == "32" and params["seed"] == "1"
