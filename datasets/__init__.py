@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from divsweep.datasets.build import TrialData, build, build_all
 from divsweep.datasets.cache import CorruptDatasetError
-from divsweep.datasets.config import DataConfig, EvalConfig, TaskConfig
-from divsweep.datasets.families import FAMILIES
-from divsweep.datasets.rewrite import apply_rule
+from divsweep.datasets.config import DataConfig, EvalConfig, Task, TaskBase, TaskConfig
+from divsweep.datasets.families import FAMILIES, TaskFamily
+from divsweep.datasets.rewrite import Examples, Rule, apply_rule
+from divsweep.datasets.semantic import SemanticTask
 from divsweep.datasets.vocab import VOCAB, decode, encode
 
 if TYPE_CHECKING:
@@ -24,8 +25,14 @@ __all__ = [
     "CorruptDatasetError",
     "DataConfig",
     "EvalConfig",
+    "Examples",
     "RaggedTokens",
+    "Rule",
+    "SemanticTask",
+    "Task",
+    "TaskBase",
     "TaskConfig",
+    "TaskFamily",
     "TrialData",
     "apply_rule",
     "attach",

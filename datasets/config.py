@@ -7,10 +7,13 @@ the choice is documented on the field and in docs/datasets.md.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    BeforeValidator,
     Field,
+    SerializeAsAny,
+    ValidationError,
     ValidationInfo,
     field_validator,
 )
@@ -26,10 +29,22 @@ def _as_range(value: Any) -> Any:
     return (value, value) if isinstance(value, int) else value
 
 
-class TaskConfig(FrozenConfig):
-    """A task family and its settings. Family `rewrite`: rules x -> y applied to inputs z."""
+class TaskBase(FrozenConfig):
+    """What every task family's config has: its name, the held-out pool size, the universe seed.
+
+    A family subclasses this with its own settings (`TaskConfig` for `rewrite`,
+    `semantic.SemanticTask`); `family` selects the subclass when a spec is parsed (`Task`).
+    """
 
     _root: ClassVar[str] = "task"
+
+    family: str
+    n_unseen: int = Field(1000, ge=0, description="rules held out of every training set")
+    universe_seed: int = 0
+
+
+class TaskConfig(TaskBase):
+    """Family `rewrite`: rules x -> y applied to inputs z (the paper's task)."""
 
     family: Literal["rewrite"] = "rewrite"
     alphabet_size: int = Field(26, ge=2, le=26, description="first N lowercase letters")
@@ -47,8 +62,6 @@ class TaskConfig(FrozenConfig):
         "leftmost",
         description="leftmost: replace the first occurrence once (paper); all: str.replace",
     )
-    n_unseen: int = Field(1000, ge=0, description="rules held out of every training set")
-    universe_seed: int = 0
 
     _length_ranges = field_validator(
         "pattern_length", "replacement_length", "input_length", mode="before"
@@ -71,6 +84,29 @@ class TaskConfig(FrozenConfig):
         return value
 
 
+def _as_task(value: Any) -> Any:
+    """Parse a task mapping with its family's config class (`family` absent: `rewrite`)."""
+    if not isinstance(value, dict):
+        return value
+    from divsweep.datasets.families import UnknownFamily, resolve  # they import this module
+
+    name = value.get("family", "rewrite")
+    try:
+        family = resolve(name)
+    except UnknownFamily as err:
+        # raised as a located error so the message names `….task.family`
+        raise ValidationError.from_exception_data(
+            "task",
+            [{"type": "value_error", "loc": ("family",), "input": name, "ctx": {"error": err}}],
+        ) from None
+    return family.config.model_validate(value)
+
+
+# A task config of any family. SerializeAsAny: dumps (hashes, MLflow params, Ray payloads) carry
+# the family's own fields, not only the base's.
+Task = Annotated[SerializeAsAny[TaskBase], BeforeValidator(_as_task)]
+
+
 class DataConfig(FrozenConfig):
     """One training set: `n_instructions` rules, and either examples per rule or a total budget.
 
@@ -82,7 +118,7 @@ class DataConfig(FrozenConfig):
 
     # Cross-field checks are field validators (they see the fields declared above them in
     # `info.data`), so each error names the field to fix, also when nested in a sweep spec.
-    task: TaskConfig = TaskConfig()
+    task: Task = TaskConfig()
     n_instructions: int = Field(ge=1)
     distribution: Literal["uniform", "powerlaw"] = "uniform"
     alpha: float | None = Field(
@@ -101,14 +137,11 @@ class DataConfig(FrozenConfig):
         if task is None:
             return value
         # imported here: the families import this module for its config types
-        from divsweep.datasets.families import FAMILIES
+        from divsweep.datasets.families import resolve
 
-        size = FAMILIES[task.family].universe_size(task)
-        if value + task.n_unseen > size:
-            raise ValueError(
-                f"n_instructions + task.n_unseen ({task.n_unseen}) exceeds the {size} distinct "
-                "rules this task's alphabet and lengths allow"
-            )
+        problem = resolve(task.family).too_many(task, value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("alpha")
@@ -149,7 +182,7 @@ class EvalConfig(FrozenConfig):
     seed: int = 0
 
 
-def check_eval_fits(task: TaskConfig, eval_cfg: EvalConfig) -> None:
+def check_eval_fits(task: TaskBase, eval_cfg: EvalConfig) -> None:
     """The unseen eval set draws from the task's held-out pool, so it cannot be larger."""
     if eval_cfg.unseen_instructions > task.n_unseen:
         raise SpecError(

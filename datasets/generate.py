@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from divsweep.datasets.config import DataConfig, EvalConfig, TaskConfig
-from divsweep.datasets.families import FAMILIES
+from divsweep.datasets.config import DataConfig, EvalConfig, TaskBase
+from divsweep.datasets.families import resolve
 from divsweep.datasets.rewrite import Examples, Rule
 from divsweep.datasets.sampling import allocate, head_mask
 from divsweep.datasets.vocab import encode_batch, prompt_text
@@ -22,12 +22,12 @@ GENERATOR_VERSION = "1"
 def training_rules(cfg: DataConfig) -> tuple[Rule, ...]:
     """The first n_instructions rules after the unseen pool: nested across n_instructions."""
     task = cfg.task
-    every = FAMILIES[task.family].rules(task, task.n_unseen + cfg.n_instructions)
+    every = resolve(task.family).rules(task, task.n_unseen + cfg.n_instructions)
     return every[task.n_unseen :]
 
 
-def unseen_rules(task: TaskConfig) -> tuple[Rule, ...]:
-    return FAMILIES[task.family].rules(task, task.n_unseen)
+def unseen_rules(task: TaskBase) -> tuple[Rule, ...]:
+    return resolve(task.family).rules(task, task.n_unseen)
 
 
 def _table(ex: Examples, rule_ids: np.ndarray, bucket: list[str] | None = None) -> pa.Table:
@@ -56,7 +56,7 @@ def train_table(cfg: DataConfig) -> pa.Table:
     rng = np.random.default_rng([cfg.seed, 0x7EA1])
     counts = allocate(cfg)
     which = rng.permutation(np.repeat(np.arange(cfg.n_instructions), counts))
-    ex = FAMILIES[cfg.task.family].examples(cfg.task, list(training_rules(cfg)), which, rng)
+    ex = resolve(cfg.task.family).examples(cfg.task, list(training_rules(cfg)), which, rng)
     return _table(ex, which + cfg.task.n_unseen)
 
 
@@ -72,12 +72,12 @@ def eval_seen_table(cfg: DataConfig, eval_cfg: EvalConfig, train: pa.Table) -> p
     used = set(zip(train["rule_id"].to_pylist(), train["input"].to_pylist(), strict=True))
     rng = np.random.default_rng([eval_cfg.seed, cfg.seed, 0x5EE4])
     which = rng.integers(0, cfg.n_instructions, eval_cfg.seen_examples)
-    ex = FAMILIES[task.family].examples(task, rule_list, which, rng)
+    ex = resolve(task.family).examples(task, rule_list, which, rng)
     for _ in range(20):  # collisions only happen on tiny input spaces; give up after a few rounds
         stale = [i for i, z in enumerate(ex.input) if (int(which[i]) + task.n_unseen, z) in used]
         if not stale:
             break
-        fresh = FAMILIES[task.family].examples(task, rule_list, which[stale], rng)
+        fresh = resolve(task.family).examples(task, rule_list, which[stale], rng)
         for j, i in enumerate(stale):
             for name in ("input", "output", "applied"):
                 getattr(ex, name)[i] = getattr(fresh, name)[j]
@@ -89,12 +89,12 @@ def eval_seen_table(cfg: DataConfig, eval_cfg: EvalConfig, train: pa.Table) -> p
     return _table(ex, which + task.n_unseen, bucket)
 
 
-def eval_unseen_table(task: TaskConfig, eval_cfg: EvalConfig) -> pa.Table:
+def eval_unseen_table(task: TaskBase, eval_cfg: EvalConfig) -> pa.Table:
     """unseen_examples_per_instruction rows for each of the first unseen_instructions held-out
     rules; depends on the task and eval configs only, so one file serves a whole sweep."""
     rng = np.random.default_rng([eval_cfg.seed, 0x0A5E])
     which = np.repeat(
         np.arange(eval_cfg.unseen_instructions), eval_cfg.unseen_examples_per_instruction
     )
-    ex = FAMILIES[task.family].examples(task, list(unseen_rules(task)), which, rng)
+    ex = resolve(task.family).examples(task, list(unseen_rules(task)), which, rng)
     return _table(ex, which)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
 
@@ -48,7 +49,17 @@ def universe_size(task: TaskConfig) -> int:
     return _count(a, task.pattern_length) * _count(a, task.replacement_length) - same
 
 
-def _letters(codes: np.ndarray) -> str:
+def too_many(task: TaskConfig, n: int) -> str | None:
+    size = universe_size(task)
+    if n + task.n_unseen > size:
+        return (
+            f"n_instructions + task.n_unseen ({task.n_unseen}) exceeds the {size} distinct "
+            "rules this task's alphabet and lengths allow"
+        )
+    return None
+
+
+def letters(codes: np.ndarray) -> str:
     return (codes.astype(np.uint8) + _A).tobytes().decode("ascii")
 
 
@@ -60,7 +71,7 @@ def _nth_string(index: int, alphabet: int, lengths: tuple[int, int]) -> str:
             for _ in range(n):
                 index, d = divmod(index, alphabet)
                 digits.append(d)
-            return _letters(np.array(digits[::-1]))
+            return letters(np.array(digits[::-1]))
         index -= alphabet**n
     raise IndexError(index)
 
@@ -105,7 +116,7 @@ def _random_strings(
     rng: np.random.Generator, alphabet: int, lengths: tuple[int, int], n: int
 ) -> list[str]:
     sizes = rng.integers(lengths[0], lengths[1] + 1, n)
-    text = _letters(rng.integers(0, alphabet, int(sizes.sum())))
+    text = letters(rng.integers(0, alphabet, int(sizes.sum())))
     ends = np.cumsum(sizes).tolist()
     return [text[e - s : e] for s, e in zip(sizes.tolist(), ends, strict=True)]
 
@@ -125,6 +136,15 @@ def _avoid(x: str, z: str, alphabet: int) -> str:
     return "".join(chars)
 
 
+class InputSettings(Protocol):
+    """What `examples` reads of a task: any family whose inputs are planted like rewrite's."""
+
+    alphabet_size: int
+    input_length: tuple[int, int]
+    p_pattern_present: float
+    mode: str
+
+
 @dataclass
 class Examples:
     """Column-wise examples (plain lists, ready for Arrow)."""
@@ -137,7 +157,7 @@ class Examples:
 
 
 def examples(
-    task: TaskConfig, rule_list: list[Rule], which: np.ndarray, rng: np.random.Generator
+    task: InputSettings, rule_list: list[Rule], which: np.ndarray, rng: np.random.Generator
 ) -> Examples:
     """One example per entry of `which` (indices into `rule_list`), with fresh random inputs.
 
@@ -149,7 +169,7 @@ def examples(
     lengths = rng.integers(task.input_length[0], task.input_length[1] + 1, n)
     present = (rng.random(n) < task.p_pattern_present).tolist()
     where = rng.random(n).tolist()
-    text = _letters(rng.integers(0, task.alphabet_size, int(lengths.sum())))
+    text = letters(rng.integers(0, task.alphabet_size, int(lengths.sum())))
     out = Examples([], [], [], [], [])
     start = 0
     for i, length in enumerate(lengths.tolist()):
