@@ -46,23 +46,25 @@ class UnknownFamily(LookupError):
 
 
 def resolve(name: str) -> TaskFamily:
-    """The built-in family `name`, else the `TaskFamily` at import path `module:attribute`."""
+    """The built-in family `name`, else the `TaskFamily` at import path `module:attribute`.
+
+    Messages leave out the name: the spec error that shows them ends with `got '<name>'`.
+    """
     if name in FAMILIES:
         return FAMILIES[name]
     module_name, colon, attribute = name.partition(":")
     if not colon or not module_name or not attribute:
         raise UnknownFamily(
-            f"unknown family {name!r}: built-in are {', '.join(FAMILIES)}, "
-            "or name your own as 'module:attribute'"
+            f"unknown family: built-in are {', '.join(FAMILIES)}; "
+            "name your own as 'module:attribute'"
         )
     try:
         found: object = importlib.import_module(module_name)
         for part in attribute.split("."):
             found = getattr(found, part)
     except (ImportError, AttributeError) as err:
-        raise UnknownFamily(f"cannot load family {name!r}: {err}") from None
+        raise UnknownFamily(f"cannot be loaded: {err}") from None
     if not isinstance(found, TaskFamily):
-        raise UnknownFamily(
-            f"{name!r} is a {type(found).__name__}, not a divsweep.datasets.families.TaskFamily"
-        )
+        what = "a class" if isinstance(found, type) else f"a {type(found).__name__}"
+        raise UnknownFamily(f"is {what}, not a divsweep.datasets.TaskFamily")
     return found
