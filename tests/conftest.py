@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -107,3 +108,56 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"), port)
     yield f"http://127.0.0.1:{port}"
     stop_process(proc)
+
+
+def start_s3_server(workdir: Path, port: int) -> subprocess.Popen:
+    """moto's standalone S3 server on 127.0.0.1 (the S3 HTTP protocol, as Ray's own storage
+    tests use it), in its own process group; waits until it answers."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)]
+    log = open(workdir / "s3.log", "ab")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto_server exited: {(workdir / 's3.log').read_text()}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
+            return proc
+        except OSError:
+            time.sleep(0.3)
+    stop_process(proc)
+    raise RuntimeError("moto_server did not answer within 60 s")
+
+
+S3_ENV = {
+    # moto accepts any key; these only make the SDK sign its requests
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A local S3 server for the session; yields its endpoint URL."""
+    port = free_port()
+    proc = start_s3_server(tmp_path_factory.mktemp("s3-server"), port)
+    yield f"http://127.0.0.1:{port}"
+    stop_process(proc)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch, request) -> str:
+    """A fresh bucket on the local S3 server, with this process's environment pointed at it
+    (endpoint and credentials, as a user's would be); yields `s3://BUCKET`."""
+    from pyarrow import fs
+
+    env = {**S3_ENV, "AWS_ENDPOINT_URL": s3_server}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    bucket = "t-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    fs.S3FileSystem(
+        endpoint_override=s3_server, region="us-east-1", allow_bucket_creation=True
+    ).create_dir(bucket)
+    return f"s3://{bucket}"

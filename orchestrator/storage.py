@@ -1,0 +1,284 @@
+"""Where a sweep's folder lives: a local path (one machine, or a mount every node shares) or
+object storage that every node reaches (`s3://bucket/prefix`, `gs://bucket/prefix`).
+
+The folder holds Tune's experiment (trial states, checkpoints), `sweep.json` and, when it is
+remote, a mirror of the tracker's journal. Every read and write goes through `pyarrow.fs`,
+the layer Ray Tune itself uses, so divsweep reaches exactly what Tune reaches. Credentials
+come only from each process's environment or instance role (the AWS/GCS SDK chains): no key
+is ever in a spec, a URI, a pickled filesystem, an MLflow param or tag.
+
+A custom S3 endpoint (`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`: MinIO, a local test server)
+is read on the driver and carried to the workers inside the filesystem Tune pickles, so worker
+nodes need only their credentials, not the endpoint setting.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from pyarrow import fs as pafs
+
+from divsweep.errors import UserError
+
+REMOTE_SCHEMES = ("s3://", "gs://")
+# How often a remote sweep's journal is copied to its folder (and at every drain and close):
+# a driver machine lost for good loses at most this much of the journal's tail.
+MIRROR_EVERY_S = 5.0
+PREFLIGHT_DIR = ".divsweep-preflight"
+PREFLIGHT_TIMEOUT_S = 60.0
+
+
+def normalize(value: str | Path) -> str:
+    """A storage location as divsweep keeps it: `s3://…`/`gs://…` as given (no trailing /),
+    `file://…` or a path made absolute (Ray workers run in other directories)."""
+    text = str(value).strip()
+    if text.startswith(REMOTE_SCHEMES):
+        bucket = text.split("://", 1)[1].strip("/")
+        if not bucket:
+            raise ValueError(f"{text!r} names no bucket")
+        return text.rstrip("/")
+    if text.startswith("file://"):
+        text = text.removeprefix("file://")
+    elif "://" in text:
+        scheme = text.split("://", 1)[0]
+        raise ValueError(
+            f"unsupported storage scheme {scheme!r}: use s3://, gs://, file:// or a path"
+        )
+    return str(Path(text).expanduser().resolve())
+
+
+def is_remote(location: str) -> bool:
+    return location.startswith(REMOTE_SCHEMES)
+
+
+def join(location: str, *parts: str) -> str:
+    return "/".join([location.rstrip("/"), *parts])
+
+
+def name(location: str) -> str:
+    """The last component of a location (a sweep folder's name)."""
+    return location.rstrip("/").rsplit("/", 1)[-1]
+
+
+def filesystem(location: str) -> pafs.FileSystem | None:
+    """The filesystem Tune must be given (`storage_filesystem`) for `location`, or None when
+    Tune's own resolution of the URI reaches it (local paths, S3/GCS at their usual endpoints)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not location.startswith("s3://") or not endpoint:
+        return None
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    # no keys passed: each node's SDK finds its own (environment, profile, instance role)
+    return pafs.S3FileSystem(endpoint_override=endpoint, region=region or "us-east-1")
+
+
+def tune_path(location: str) -> tuple[str, pafs.FileSystem | None]:
+    """(storage_path, storage_filesystem) for Tune: with a filesystem of our own, Tune wants
+    the path without its scheme."""
+    custom = filesystem(location)
+    return (location if custom is None else _strip(location)), custom
+
+
+def resolve(location: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and path of `location`."""
+    custom = filesystem(location)
+    if custom is not None:
+        return custom, _strip(location)
+    if not is_remote(location):
+        return pafs.LocalFileSystem(), location
+    try:
+        return pafs.FileSystem.from_uri(location)
+    except Exception as err:
+        raise UserError(f"cannot open storage {location}: {err}") from None
+
+
+def _strip(location: str) -> str:
+    return location.split("://", 1)[1]
+
+
+def write_text(location: str, text: str) -> None:
+    """Write a small file whole: readers see the old or the new content, never a torn one
+    (an object store's PUT is atomic; locally a rename makes it so)."""
+    fs, path = resolve(location)
+    if isinstance(fs, pafs.LocalFileSystem):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(path).with_name(Path(path).name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return
+    with fs.open_output_stream(path) as out:
+        out.write(text.encode())
+
+
+def read_text(location: str) -> str:
+    fs, path = resolve(location)
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def exists(location: str) -> bool:
+    fs, path = resolve(location)
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
+def copy_to(local: Path, location: str) -> None:
+    fs, path = resolve(location)
+    pafs.copy_files(str(local), path, destination_filesystem=fs)
+
+
+def copy_from(location: str, local: Path) -> None:
+    fs, path = resolve(location)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    pafs.copy_files(path, str(local), source_filesystem=fs)
+
+
+def size(location: str) -> int:
+    """A file's size in bytes; -1 when it does not exist."""
+    fs, path = resolve(location)
+    info = fs.get_file_info(path)
+    return info.size if info.type == pafs.FileType.File else -1
+
+
+def find(root: str, filename: str) -> list[str]:
+    """Every `root/*/filename`, newest first."""
+    fs, path = resolve(root)
+    folders = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    wanted = [f"{f.path}/{filename}" for f in folders if f.type == pafs.FileType.Directory]
+    found = [f for f in fs.get_file_info(wanted) if f.type == pafs.FileType.File]
+    found.sort(key=lambda f: f.mtime_ns or 0, reverse=True)
+    scheme = root[: len(root) - len(path)]  # "s3://" (pyarrow paths have none) or ""
+    return [scheme + f.path for f in found]
+
+
+# --- preflight: every alive node sees and writes the storage, before any trial ---------------
+
+
+def _probe(marker: str, expected: str, fs: pafs.FileSystem | None) -> str | None:
+    """On one node: read the driver's marker and write this node's answer beside it.
+    Returns None, or what went wrong (a node that cannot see the storage)."""
+    import ray
+
+    try:
+        system, path = (fs, _strip(marker)) if fs is not None else resolve(marker)
+        with system.open_input_stream(path) as f:
+            if f.read().decode() != expected:
+                return "it reads a different marker (another machine's folder of that name?)"
+        node = ray.get_runtime_context().get_node_id()
+        with system.open_output_stream(f"{path}.{node}") as out:
+            out.write(b"ok")
+    except Exception as err:  # reported per node: which node, which error
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def preflight(location: str, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> None:
+    """Check, with a tiny task pinned to each alive Ray node, that every node reads a marker
+    this driver wrote to `location` and can write beside it; fail with one line naming the
+    storage and the node otherwise. A single-node Ray that is this driver's own is skipped:
+    the driver's own write already proved it."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    here = ray.get_runtime_context().get_node_id()
+    if [n["NodeID"] for n in nodes] == [here]:
+        return
+    token = uuid.uuid4().hex
+    marker = join(location, PREFLIGHT_DIR, token)
+    try:
+        write_text(marker, token)
+    except Exception as err:
+        raise UserError(f"cannot write to storage {location} from this driver: {err}") from None
+    probe = ray.remote(num_cpus=0, max_retries=0)(_probe)
+    custom = filesystem(location)
+    refs = {
+        probe.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote(marker, token, custom): n
+        for n in nodes
+    }
+    try:
+        ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+        for ref in ready:
+            problem = ray.get(ref)
+            if problem is not None:
+                node = refs[ref]
+                raise UserError(
+                    f"storage {location} is not usable from Ray node {node['NodeID']} "
+                    f"({node['NodeManagerAddress']}): {problem}; every node must reach the "
+                    "storage_path: use s3://…, gs://… or a filesystem mounted on every node"
+                )
+        if pending:
+            node = refs[pending[0]]
+            raise UserError(
+                f"Ray node {node['NodeID']} ({node['NodeManagerAddress']}) did not answer the "
+                f"storage check of {location} within {timeout_s:.0f} s"
+            )
+    finally:
+        _remove_markers(join(location, PREFLIGHT_DIR), token)
+
+
+def _remove_markers(folder: str, token: str) -> None:
+    """This check's marker and the nodes' answers (other drivers' checks may be running)."""
+    fs, path = resolve(folder)
+    for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+        if name(info.path).startswith(token):
+            fs.delete_file(info.path)
+
+
+# --- the journal mirror ------------------------------------------------------------------
+
+
+class Mirror:
+    """Copies local files (the tracker's journal and its applied mark) to a remote folder
+    every MIRROR_EVERY_S, when they changed, and once more on `close`. A driver machine that
+    is lost for good loses at most the last MIRROR_EVERY_S of records that MLflow had not
+    yet received; a killed driver on a surviving machine loses none (the local journal)."""
+
+    def __init__(self, files: list[Path], folder: str):
+        self.files, self.folder = files, folder
+        self.sent: dict[Path, tuple[int, int]] = {}
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="divsweep-mirror", daemon=True)
+        self.thread.start()
+
+    def sync(self) -> None:
+        for local in self.files:
+            try:
+                stat = local.stat()
+            except FileNotFoundError:
+                continue
+            seen = (stat.st_size, stat.st_mtime_ns)
+            if self.sent.get(local) != seen:
+                copy_to(local, join(self.folder, local.name))
+                self.sent[local] = seen
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.sync()
+
+    def _loop(self) -> None:
+        while not self.stopping.wait(MIRROR_EVERY_S):
+            started = time.monotonic()
+            try:
+                self.sync()
+            except OSError:
+                # storage away for a moment: the local journal is whole, the next copy catches up
+                self.stopping.wait(max(0.0, MIRROR_EVERY_S - (time.monotonic() - started)))
+
+
+def fetch_mirror(journal: Path, others: list[Path], folder: str) -> None:
+    """Before a resume: where the mirrored journal is longer than the local one (or there is
+    none here: another machine, another working directory), bring it and `others` (its
+    applied mark) here; a local journal that got further is kept as it is."""
+    local = journal.stat().st_size if journal.is_file() else -1
+    if size(join(folder, journal.name)) <= local:
+        return
+    for path in [journal, *others]:
+        remote = join(folder, path.name)
+        if size(remote) >= 0:
+            copy_from(remote, path)

@@ -1,0 +1,84 @@
+"""orchestrator/storage.py against a real S3-protocol server (moto, on 127.0.0.1) and local disk."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from divsweep.orchestrator import storage
+
+
+def test_normalize_keeps_uris_and_makes_paths_absolute(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert storage.normalize("s3://bucket/a/b/") == "s3://bucket/a/b"
+    assert storage.normalize("gs://bucket") == "gs://bucket"
+    assert storage.normalize("rel/x") == str(tmp_path / "rel/x")
+    assert storage.normalize(f"file://{tmp_path}/y") == str(tmp_path / "y")
+    with pytest.raises(ValueError, match="unsupported storage scheme 'hdfs'"):
+        storage.normalize("hdfs://nn/x")
+    with pytest.raises(ValueError, match="names no bucket"):
+        storage.normalize("s3://")
+
+
+def test_custom_endpoint_gives_tune_a_keyless_filesystem(monkeypatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    assert storage.tune_path("s3://b/p") == ("s3://b/p", None)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-to-be-pickled")
+    path, fs = storage.tune_path("s3://b/p")
+    assert path == "b/p" and fs is not None
+    state = fs.__reduce__()[1][0]  # what Tune ships to every worker
+    assert state["endpoint_override"] == "http://127.0.0.1:9"
+    assert state["access_key"] is None and state["secret_key"] is None
+    assert storage.tune_path("/local/p") == ("/local/p", None)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_files_round_trip_and_find_newest_first(where: str, tmp_path: Path, request) -> None:
+    root = str(tmp_path / "store") if where == "local" else request.getfixturevalue("s3_bucket")
+    root = storage.join(root, "sweeps")
+    assert storage.find(root, "sweep.json") == []  # a root that does not exist yet
+    storage.write_text(storage.join(root, "a-1", "sweep.json"), "old")
+    time.sleep(0.01 if where == "local" else 1.1)  # S3 mtimes have 1 s resolution
+    storage.write_text(storage.join(root, "b-2", "sweep.json"), "new")
+    storage.write_text(storage.join(root, "c-3", "other.txt"), "x")
+    found = storage.find(root, "sweep.json")
+    assert found == [
+        storage.join(root, "b-2", "sweep.json"),
+        storage.join(root, "a-1", "sweep.json"),
+    ]
+    assert storage.read_text(found[0]) == "new"
+    assert storage.exists(found[1]) and not storage.exists(storage.join(root, "c-3", "sweep.json"))
+    assert storage.size(storage.join(root, "missing")) == -1
+
+
+def test_mirror_copies_changes_and_resume_fetches_the_longer_journal(
+    s3_bucket: str, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(storage, "MIRROR_EVERY_S", 0.05)
+    journal, mark = tmp_path / "here" / "j.jsonl", tmp_path / "here" / "j.jsonl.applied"
+    journal.parent.mkdir()
+    journal.write_text('{"a": 1}\n')
+    mark.write_text("1")
+    folder = storage.join(s3_bucket, "sweep-1")
+    mirror = storage.Mirror([journal, mark], folder)
+    deadline = time.monotonic() + 30
+    while not storage.exists(storage.join(folder, mark.name)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with journal.open("a") as f:
+        f.write('{"a": 2}\n')
+    mirror.close()  # the last copy is made on close
+    assert storage.read_text(storage.join(folder, journal.name)) == '{"a": 1}\n{"a": 2}\n'
+
+    elsewhere = tmp_path / "elsewhere" / journal.name
+    storage.fetch_mirror(elsewhere, [elsewhere.with_name(mark.name)], folder)
+    assert elsewhere.read_text() == journal.read_text()
+    assert elsewhere.with_name(mark.name).read_text() == "1"
+    # a local journal that got further than the mirror is kept
+    with elsewhere.open("a") as f:
+        f.write('{"a": 3}\n')
+    storage.fetch_mirror(elsewhere, [], folder)
+    assert elsewhere.read_text().count("\n") == 3
