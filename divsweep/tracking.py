@@ -14,10 +14,12 @@ nothing is lost even when it outlasts the retries.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +37,10 @@ PARENT = "mlflow.parentRunId"
 # and an experiment of runs without traces opens on the (empty) GenAI overview. Key and value
 # as the UI's bundle spells them (mlflow/server/js/build: ExperimentKind.CUSTOM_MODEL_DEVELOPMENT).
 EXPERIMENT_KIND, CUSTOM_MODEL = "mlflow.experimentKind", "custom_model_development"
+# A trial's datasets as MLflow inputs: cache-file kind (datasets/build.py) -> the input's
+# context (MLflow's `mlflow.data.context` tag); a digest is at most 36 characters in MLflow.
+DATASET_CONTEXTS = {"train": "training", "eval_seen": "eval_seen", "eval_unseen": "eval_unseen"}
+DATASET_CONTEXT, DIGEST_CHARS = "mlflow.data.context", 36
 # divsweep.status -> MLflow's own run status, so `mlflow ui` agrees with `divsweep status`
 RUN_STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "stopped": "KILLED"}
 # MLflow's own HTTP retries (7, backoff factor 2) would stall a call for minutes; a couple of
@@ -242,6 +248,33 @@ def log_metrics(
     mlf.log_batch(run_id, metrics=batch, tags=[RunTag(k, v) for k, v in tags.items()])
     if last:
         mlf.set_terminated(run_id, RUN_STATUS["finished"], end_time=now)
+
+
+def log_datasets(mlf: MlflowClient, run_id: str, datasets: list[dict]) -> None:
+    """Log datasets described by workers/inputs.py as the run's inputs, each with its context.
+    MLflow keeps one dataset per (name, digest) in an experiment and one input per dataset
+    and run, so logging the same ones again adds nothing."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.types import Schema
+
+    inputs = []
+    for d in datasets:
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source for both "" and "file" URIs, then warns
+            # that a file URI matches both (the same class)
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(d["source"])
+        meta = MetaDataset(
+            source,
+            name=d["name"],
+            digest=d["digest"],
+            schema=Schema.from_json(json.dumps(d["schema"])),
+        ).to_dict()
+        dataset = Dataset(**meta, profile=json.dumps(d["profile"]))
+        inputs.append(DatasetInput(dataset, tags=[InputTag(DATASET_CONTEXT, d["context"])]))
+    retrying(mlf.log_inputs, run_id, datasets=inputs)
 
 
 def set_status(mlf: MlflowClient, run_id: str, status: str, at_ms: int | None = None) -> None:

@@ -2,10 +2,11 @@
 
 Trials do not talk to MLflow. Everything MLflow gets is already in the driver, from Tune:
 a trial's start (its config: the run's params), each evaluation the trial reports (its
-metrics, and where it ran), how it ended. `TrackingCallback` (orchestrator/tuner.py) turns
-these into records; the tracker appends each to `tracking-journal.jsonl` and a thread applies
-them to MLflow in order. An appended record is in the OS's hands at once (a killed driver
-loses none); the thread fsyncs the journal every second, off Tune's loop. So:
+metrics, and where it ran), the datasets it trains and evaluates on, how it ended.
+`TrackingCallback` (orchestrator/tuner.py) turns these into records; the tracker appends each
+to `tracking-journal.jsonl` and a thread applies them to MLflow in order. An appended record
+is in the OS's hands at once (a killed driver loses none); the thread fsyncs the journal every
+second, off Tune's loop. So:
 
 - a trial's process imports no MLflow and writes nothing: no MLflow import, SQLite lock or
   write on any trial's critical path (benchmarks/bench_orchestration.py measures the cost);
@@ -18,7 +19,7 @@ loses none); the thread fsyncs the journal every second, off Tune's loop. So:
 
 Applying a record twice (a crash between applying and marking it) does no harm: an opened run
 is found by its trial key and reopened, an evaluation at or below the run's logged step is
-skipped, a status is set again.
+skipped, a dataset input the run has is skipped, a status is set again.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,7 @@ class TrialRun:
     run_id: str
     logged_step: float  # the newest evaluation in MLflow (-1: none)
     status: str
+    datasets: set[tuple[str, str]] = field(default_factory=set)  # inputs logged: (name, digest)
 
 
 class Tracker:
@@ -223,6 +225,12 @@ class Tracker:
                 tracking.set_status(mlf, run.run_id, "finished", record["timestamp_ms"])
             if record["last"]:
                 run.status = "finished"
+        elif op == "inputs":
+            # every attempt reports its datasets; a run gets each once
+            new = [d for d in record["datasets"] if _dataset_id(d) not in run.datasets]
+            if new:
+                tracking.log_datasets(mlf, run.run_id, new)
+                run.datasets.update(_dataset_id(d) for d in new)
         elif op == "status":
             if run.status not in record["unless"]:
                 tracking.set_status(mlf, run.run_id, record["status"], record["time_ms"])
@@ -239,8 +247,13 @@ class Tracker:
                     found.info.run_id,
                     found.data.metrics.get("step", -1.0),
                     found.data.tags.get(tracking.STATUS, "running"),
+                    {(i.dataset.name, i.dataset.digest) for i in found.inputs.dataset_inputs},
                 )
         return self.runs.get(key)
+
+
+def _dataset_id(described: dict[str, Any]) -> tuple[str, str]:
+    return described["name"], described["digest"]
 
 
 # Each record carries the time of what it records: MLflow gets the trial's times, not the
@@ -264,6 +277,11 @@ def log_record(
         "last": last,
         "tags": tags,
     }
+
+
+def inputs_record(key: str, datasets: list[dict[str, Any]]) -> dict[str, Any]:
+    """`datasets`: as workers/inputs.py describes them."""
+    return {"op": "inputs", "key": key, "datasets": datasets}
 
 
 def status_record(key: str, status: str, unless: tuple[str, ...] = ()) -> dict[str, Any]:

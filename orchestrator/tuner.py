@@ -12,9 +12,15 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from divsweep import tracking
 from divsweep.orchestrator.spec import SweepSpec
-from divsweep.orchestrator.tracker import Tracker, log_record, open_record, status_record
+from divsweep.orchestrator.tracker import (
+    Tracker,
+    inputs_record,
+    log_record,
+    open_record,
+    status_record,
+)
 from divsweep.trainer.config import TrialConfig, flat_params, trial_key
-from divsweep.workers.trial import TRACKING, run_trial
+from divsweep.workers.trial import DATASETS, TRACKING, run_trial
 
 METRIC, TIME_ATTR = "unseen/exact_match", "step"
 CHECKPOINTS_KEPT = 2  # the newest to resume from, plus one in case the newest is half-synced
@@ -103,7 +109,8 @@ def _quiet_tune() -> None:
 
 class TrackingCallback(tune.Callback):
     """Tune's trial events, as MLflow records for the sweep's tracker: a run opened (params:
-    the resolved config) when a trial starts, each evaluation it reports, how it ended.
+    the resolved config) when a trial starts, each evaluation it reports (and with an
+    attempt's first one, its datasets), how it ended.
     Pickles (Tune saves its RunConfig) as an inert copy; resume brings a new one."""
 
     def __init__(self, sweep_tracker: Tracker, sweep_name: str, early_stopping: bool):
@@ -132,6 +139,8 @@ class TrackingCallback(tune.Callback):
         # a new placement is tagged with the attempt's first evaluation
         tags = {} if self.placements.get(key) == report["tags"] else report["tags"]
         self.placements[key] = report["tags"]
+        if DATASETS in report:
+            self.tracker.submit(inputs_record(key, report[DATASETS]))
         self.tracker.submit(log_record(key, metrics, _ran_to_end(result), tags))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:

@@ -138,3 +138,54 @@ def test_drain_names_the_journal_when_mlflow_stays_away(
         _drain(tracker, sweep)
     tracker.close()
     assert len(Journal(tmp_path / JOURNAL_FILE).unapplied()) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory):
+    """The three real cache files of configs/trial-tiny.yaml."""
+    from divsweep.datasets import build
+    from divsweep.trainer.config import load_trial_config
+
+    cfg = load_trial_config(Path(__file__).resolve().parents[1] / "configs" / "trial-tiny.yaml")
+    return build(cfg.data, cfg.eval, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def test_datasets_become_the_runs_inputs_once(tmp_path: Path, tracking_uri: str, tiny_data) -> None:
+    """Each attempt reports its datasets; the run holds each once, as an MLflow dataset input
+    with its context, even after a replayed journal and a resumed sweep's tracker."""
+    from dataclasses import asdict
+
+    from divsweep.orchestrator.tracker import inputs_record
+    from divsweep.workers.inputs import describe
+
+    described = [describe(path, kind) for kind, path in asdict(tiny_data).items()]
+    mlf, exp_id, parent = sweep_parent(tracking_uri)
+    path = tmp_path / JOURNAL_FILE
+    first = Tracker(tracking_uri, exp_id, parent, path, new_sweep=True)
+    first.submit(open_record("k1", {}, {}))
+    first.submit(inputs_record("k1", described))
+    first.submit(inputs_record("k1", described))  # a retried attempt reports them again
+    assert first.drain() == (0, None)
+    first.close()
+    Journal(path).set_applied(1)  # a driver killed before its mark moved: both are re-sent
+    resumed = Tracker(tracking_uri, exp_id, parent, path, new_sweep=False)
+    resumed.submit(inputs_record("k1", described))
+    assert resumed.drain() == (0, None)
+    resumed.close()
+
+    (run,) = mlf.search_runs([exp_id], filter_string=f"tags.`{tracking.PARENT}` = '{parent}'")
+    inputs = {
+        i.tags[0].value: i.dataset for i in mlf.get_run(run.info.run_id).inputs.dataset_inputs
+    }
+    assert sorted(inputs) == ["eval_seen", "eval_unseen", "training"]
+    train = inputs["training"]
+    assert train.name == "rewrite train: 64 rules x 20"
+    assert inputs["eval_unseen"].name == "rewrite eval unseen: 64 held-out rules x 4"
+    assert train.digest == tiny_data.train.stem[:36]  # the cache key the file is named by
+    assert json.loads(train.source) == {"uri": tiny_data.train.resolve().as_uri()}
+    assert train.source_type == "local"
+    columns = {c["name"]: c for c in json.loads(train.schema)["mlflow_colspec"]}
+    assert columns["prompt_ids"]["type"] == "array" and columns["input"]["type"] == "string"
+    profile = json.loads(train.profile)
+    assert profile["num_rows"] == 64 * 20 and profile["cache_key"] == tiny_data.train.stem
+    assert profile["config"]["data"]["n_instructions"] == 64

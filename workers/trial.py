@@ -8,6 +8,7 @@ with where it runs, and this process never imports MLflow.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import socket
 import tempfile
@@ -16,9 +17,12 @@ from typing import Any
 
 from ray import tune
 
+from divsweep.workers.inputs import describe
+
 # The key of what a trial adds to each result for the driver's tracking: the names of its
-# metrics (the rest of a Tune result is Tune's), its total steps, and where it runs (tags).
-TRACKING = "divsweep"
+# metrics (the rest of a Tune result is Tune's), its total steps, where it runs (tags) and,
+# with an attempt's first result, its datasets (`DATASETS`).
+TRACKING, DATASETS = "divsweep", "datasets"
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -47,12 +51,16 @@ def run_trial(config: dict[str, Any]) -> None:
         "divsweep.gpu_ids": ",".join(gpu_ids),
     }
     total_steps = trial.train.total_steps(len(datamodule.train_set))
+    unreported = [describe(path, kind) for kind, path in dataclasses.asdict(data).items()]
 
     def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         checkpoint = (
             None if checkpoint_dir is None else tune.Checkpoint.from_directory(checkpoint_dir)
         )
         info = {"metrics": list(metrics), "total_steps": total_steps, "tags": placement}
+        if unreported:
+            info[DATASETS] = unreported.copy()
+            unreported.clear()
         tune.report({**metrics, TRACKING: info}, checkpoint=checkpoint)
 
     with tempfile.TemporaryDirectory(prefix="divsweep-trial-") as workdir:
