@@ -40,17 +40,19 @@ def bench_spec(root: Path) -> SweepSpec:
     return parse_spec(
         {
             "name": "bench-orchestration",
-            "task": {
-                "alphabet_size": 6,
-                "pattern_length": 2,
-                "replacement_length": 2,
-                "input_length": [4, 6],
-                "n_unseen": 32,
-            },
             "data": {
-                "n_instructions": [2, 3, 4, 5, 6, 8, 10, 12, 14, 16],
-                "examples_per_instruction": [8],
-                "seeds": list(range(10)),
+                "task": {
+                    "alphabet_size": 6,
+                    "pattern_length": 2,
+                    "replacement_length": 2,
+                    "input_length": [4, 6],
+                    "n_unseen": 32,
+                },
+                "examples_per_instruction": 8,
+            },
+            "axes": {
+                "data.n_instructions": [2, 3, 4, 5, 6, 8, 10, 12, 14, 16],
+                "seed": list(range(10)),
             },
             "eval": {
                 "seen_examples": 16,

@@ -57,17 +57,19 @@ def scale_spec(root: Path, n_trials: int, max_concurrent: int):
     return parse_spec(
         {
             "name": "bench-scale",
-            "task": {
-                "alphabet_size": 6,
-                "pattern_length": 2,
-                "replacement_length": 2,
-                "input_length": [4, 6],
-                "n_unseen": 4,
-            },
             "data": {
-                "n_instructions": list(range(1, 11)),
-                "examples_per_instruction": [2],
-                "seeds": list(range(n_trials // 10)),
+                "task": {
+                    "alphabet_size": 6,
+                    "pattern_length": 2,
+                    "replacement_length": 2,
+                    "input_length": [4, 6],
+                    "n_unseen": 4,
+                },
+                "examples_per_instruction": 2,
+            },
+            "axes": {
+                "data.n_instructions": list(range(1, 11)),
+                "seed": list(range(n_trials // 10)),
             },
             "eval": {
                 "seen_examples": 2,

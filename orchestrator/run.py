@@ -1,8 +1,8 @@
-"""Run a sweep (and resume one): build the data, open the MLflow parent, run Tune rounds.
+"""Run a sweep (and resume one): build the data, open the MLflow parent, run one Tuner.
 
 A sweep lives in `<storage_path>/<name>-<parent run id[:8]>/`: `sweep.json` (what resume
-needs: spec, tracking URI, parent run, rounds started) and one Tune experiment per round
-(`round0`, `round1`, ...; only adaptive search has more than one).
+needs: spec, tracking URI, parent run) and its one Tune experiment, `trials/` (trial states,
+checkpoints, and the searcher's state, so every search kind resumes where it stopped).
 """
 
 from __future__ import annotations
@@ -13,25 +13,24 @@ import logging
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
 from divsweep import tracking
 from divsweep.errors import UserError
-from divsweep.orchestrator.space import next_n_instructions
 from divsweep.orchestrator.spec import SweepSpec, load_spec, parse_spec
 from divsweep.orchestrator.tracker import JOURNAL_FILE, Tracker
-from divsweep.trainer.config import TrialConfig
 
 STATE_FILE = "sweep.json"
+TUNE_DIR = "trials"  # the sweep's Tune experiment, inside its folder
 DEFAULT_STORAGE = Path(".divsweep/ray_results")
 
 
 @dataclass
 class Sweep:
-    """What a running or finished sweep is; saved as sweep.json beside its Tune rounds."""
+    """What a running or finished sweep is; saved as sweep.json beside its Tune experiment."""
 
     name: str
     experiment: str
@@ -40,7 +39,6 @@ class Sweep:
     tracking_uri: str
     directory: str
     spec_yaml: str
-    round_sizes: list[int] = field(default_factory=list)  # trials per Tune round started
     interrupted: bool = False
 
     @property
@@ -65,20 +63,22 @@ def run(
     `address`; every trial is an MLflow run under the sweep's parent run. Returns the sweep;
     after Ctrl-C `.interrupted` is set, and `resume(name)` goes on from there."""
     from divsweep.datasets import build_all
+    from divsweep.orchestrator.search import make_searcher
 
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     uri = tracking.absolute_uri(tracking_uri or spec.tracking.uri)
     # unreachable services fail in seconds, before any data is built or run is opened
     tracking.check_reachable(uri, create=True)
     check_address(address)
-    first = spec.first_round()
-    # every dataset once, before any trial: workers then only attach (or build on a node
-    # that lacks the file), and a data problem fails the sweep before Ray starts
-    build_all(_pairs(first), cache_dir=spec.cache_dir, progress=progress)
+    # every grid point's dataset once, before any trial: workers then only attach (or build
+    # on a node that lacks the file, or a point a search adds), and a data problem fails the
+    # sweep before Ray starts
+    build_all(spec.data_configs(), cache_dir=spec.cache_dir, progress=progress)
 
     mlf = tracking.client(uri)
     exp_id = tracking.experiment_id(mlf, spec.experiment)
-    parent = tracking.start_parent(mlf, exp_id, spec.name, spec.to_yaml(), len(first))
+    planned = make_searcher(spec).planned or len(spec.grid())
+    parent = tracking.start_parent(mlf, exp_id, spec.name, spec.to_yaml(), planned)
     directory = spec.storage_path / f"{spec.name}-{parent[:8]}"
     directory.mkdir(parents=True, exist_ok=True)
     tracking.retrying(mlf.set_tag, parent, "divsweep.sweep_dir", str(directory))
@@ -94,7 +94,7 @@ def run(
     sweep.save()
     connect(address)
     with _tracker(sweep, new_sweep=True) as sweep_tracker:
-        return _rounds(sweep, spec, first, progress, sweep_tracker)
+        return _fit(sweep, spec, sweep_tracker, progress, restore=False)
 
 
 def resume(
@@ -107,8 +107,6 @@ def resume(
 ) -> Sweep:
     """Go on with an interrupted sweep: finished trials are kept, unfinished ones continue
     from their last checkpoint, each in its own MLflow run."""
-    from divsweep.orchestrator.tuner import restore_tuner
-
     check_address(address)
     sweep = locate(experiment, tracking_uri=tracking_uri, storage_path=storage_path)
     spec = sweep.spec
@@ -116,72 +114,62 @@ def resume(
     mlf = tracking.client(sweep.tracking_uri)
     tracking.set_status(mlf, sweep.parent_run_id, "running")
     connect(address)
-    last = Path(sweep.directory) / f"round{len(sweep.round_sizes) - 1}"
     sweep.interrupted = False
     # the new tracker first sends what the old driver's had journaled and not yet sent
     with _tracker(sweep, new_sweep=False) as sweep_tracker:
-        with _callbacks(sweep, sweep_tracker, sweep.round_sizes[-1], progress) as callbacks:
-            grid = restore_tuner(spec, last, callbacks).fit()
-        _drain(sweep_tracker, sweep)
-        if _cut_off(grid, sweep.round_sizes[-1]):
-            return _interrupted(mlf, sweep)
-        return _rounds(sweep, spec, None, progress, sweep_tracker)
+        return _fit(sweep, spec, sweep_tracker, progress, restore=True)
 
 
-def _rounds(
-    sweep: Sweep,
-    spec: SweepSpec,
-    trials: list[TrialConfig] | None,
-    progress: bool,
-    sweep_tracker: Tracker,
-):
-    """Run `trials` as the next round, then (adaptive search) refine until bracketed."""
-    from divsweep.datasets import build_all
-    from divsweep.orchestrator.tuner import make_tuner
+def _fit(sweep: Sweep, spec: SweepSpec, sweep_tracker: Tracker, progress: bool, restore: bool):
+    """Run the sweep's Tuner (a new one, or the saved one restored) to its end or a Ctrl-C."""
+    from divsweep.orchestrator.search import make_searcher
+    from divsweep.orchestrator.tuner import (
+        Driver,
+        ProgressCallback,
+        ProgressDisplay,
+        TrackingCallback,
+        attach,
+        make_tuner,
+        restore_tuner,
+    )
 
     mlf = tracking.client(sweep.tracking_uri)
-    while True:
-        if trials is None:
-            trials = _refine(mlf, sweep, spec)
-            if not trials:
-                break
-            build_all(_pairs(trials), cache_dir=spec.cache_dir, progress=progress)
-            total = sum(sweep.round_sizes) + len(trials)
-            tracking.retrying(mlf.set_tag, sweep.parent_run_id, "divsweep.n_trials", str(total))
-        name = f"round{len(sweep.round_sizes)}"
-        sweep.round_sizes.append(len(trials))
-        sweep.save()
+    folder = Path(sweep.directory)
+    planned = make_searcher(spec).planned
+    display = ProgressDisplay(planned, sweep.name, spec.selection.metric) if progress else None
+    # the callbacks carry the sweep's key only (Tune pickles them with the experiment); they
+    # find this driver's tracker and display under that key when Tune sets them up
+    if restore:
+        tuner = restore_tuner(spec, folder / TUNE_DIR)
+    else:
+        early_stopping = spec.scheduler.kind != "fifo"
+        callbacks = [
+            TrackingCallback(sweep.directory, sweep.name, early_stopping),
+            ProgressCallback(sweep.directory),
+        ]
         context = {"cache_dir": None if spec.cache_dir is None else str(spec.cache_dir)}
-        with _callbacks(sweep, sweep_tracker, len(trials), progress) as callbacks:
-            grid = make_tuner(spec, trials, context, Path(sweep.directory), name, callbacks).fit()
-        # what the round's trials logged is in MLflow before anything reads it
-        _drain(sweep_tracker, sweep)
-        if _cut_off(grid, sweep.round_sizes[-1]):
-            return _interrupted(mlf, sweep)
-        trials = None
+        tuner = make_tuner(spec, context, folder, TUNE_DIR, callbacks)
+    with (
+        attach(sweep.directory, Driver(sweep_tracker, display)),
+        display or contextlib.nullcontext(),
+    ):
+        grid = tuner.fit()
+    # what the trials logged is in MLflow before the sweep says it ended
+    _drain(sweep_tracker, sweep)
+    tracking.retrying(mlf.set_tag, sweep.parent_run_id, "divsweep.n_trials", str(len(grid)))
+    if _cut_off(grid, spec, folder / TUNE_DIR):
+        return _interrupted(mlf, sweep)
     tracking.set_status(mlf, sweep.parent_run_id, "finished")
     return sweep
 
 
-def _refine(mlf, sweep: Sweep, spec: SweepSpec) -> list[TrialConfig]:
-    """Adaptive search: the next round's trials, or none when done."""
-    if spec.search.kind != "adaptive" or len(sweep.round_sizes) >= spec.search.max_rounds:
-        return []
-    runs = tracking.trial_runs(mlf, sweep.experiment_id, sweep.parent_run_id)
-    by_n: dict[int, list[float]] = {}
-    for r in runs:
-        if "unseen/exact_match" in r.data.metrics:
-            n = int(r.data.params["data.n_instructions"])
-            by_n.setdefault(n, []).append(r.data.metrics["unseen/exact_match"])
-    mean = {n: sum(v) / len(v) for n, v in by_n.items()}
-    n = next_n_instructions(mean, spec.search.resolution)
-    return [] if n is None else spec.trials([n])
-
-
-def _cut_off(grid, expected: int) -> bool:
+def _cut_off(grid, spec: SweepSpec, experiment_dir: Path) -> bool:
     # Tune returns normally on Ctrl-C (after saving its state), with trials left unfinished
-    # or, under max_concurrent_trials, not even generated yet
-    return grid.num_terminated + grid.num_errors < expected
+    # or not even suggested yet: the saved searcher says whether any are left
+    from divsweep.orchestrator.search import finished
+
+    ended = grid.num_terminated + grid.num_errors
+    return ended < len(grid) or not finished(spec, str(experiment_dir))
 
 
 def _interrupted(mlf, sweep: Sweep) -> Sweep:
@@ -218,33 +206,6 @@ def _drain(sweep_tracker: Tracker, sweep: Sweep) -> None:
     if refusal is not None:
         raise UserError(f"MLflow at {uri} refused a record: {refusal}; {kept}")
     raise UserError(f"MLflow at {uri} did not answer for {tracking.retry_s():.0f} s; {kept}")
-
-
-class _callbacks:
-    """The driver's Tune callbacks for one round, with the progress display running."""
-
-    def __init__(self, sweep: Sweep, sweep_tracker: Tracker, total: int, progress: bool):
-        from divsweep.orchestrator.tuner import ProgressCallback, TrackingCallback
-
-        self.tracking = TrackingCallback(
-            sweep_tracker, sweep.name, early_stopping=sweep.spec.scheduler.kind != "fifo"
-        )
-        name = f"{sweep.name} round {len(sweep.round_sizes)}"
-        self.progress = ProgressCallback(total, name) if progress else None
-
-    def __enter__(self) -> list:
-        if self.progress is None:
-            return [self.tracking]
-        self.progress.__enter__()
-        return [self.tracking, self.progress]
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)
-
-
-def _pairs(trials: list[TrialConfig]):
-    return list(dict.fromkeys((t.data, t.eval) for t in trials))
 
 
 def check_address(address: str | None) -> None:

@@ -1,19 +1,21 @@
-"""The sweep spec: one YAML file naming the axes to cross and how to run the trials.
+"""The sweep spec: one YAML file with a trial template, the axes to vary, and how to search.
 
 ```yaml
 name: smoke
-task: {family: rewrite, ...}              # TaskConfig (datasets/config.py)
-data:
-  n_instructions: [4, 16, 64]
-  examples_per_instruction: [32, 128]     # or `budgets: [4096]` (examples per instruction derived)
-  distributions: [{kind: uniform}, {kind: powerlaw, alpha: 0.5}]
-  seeds: [0, 1]
-  p_pattern_present: [1.0, 0.8, 0.5]      # optional: the no-op ratio axis (overrides task's)
+data:                                     # the trial template: a TrialConfig without the axes
+  task: {family: rewrite, ...}            #   (TaskConfig, datasets/config.py)
+  examples_per_instruction: 16            #   or `budget: 4096` (examples per instruction derived)
 eval: {...}                               # EvalConfig
 model: {...}                              # ModelConfig (trainer/config.py)
 train: {...}                              # TrainConfig
-search: grid                              # or {random: 8}
-                                          # or {kind: adaptive, resolution: 1.5, max_rounds: 4}
+axes:                                     # any setting of the trial, by its dotted path
+  data.n_instructions: [8, 32, 128]       # a list: a grid axis
+  data.distribution: [uniform, {kind: powerlaw, alpha: 0.5}]  # kind + alpha together
+  seed: [0, 1]                            # the trial's seed; its data's seed follows it
+  train.lr: {loguniform: [1.0e-4, 1.0e-2]}  # a distribution: for random / optuna search
+search: grid                              # or {random: 8}, {optuna: 32},
+                                          # or {kind: adaptive, resolution: 1.5, max_trials: 40}
+selection: {metric: unseen/exact_match, mode: max}  # what the scheduler and searches optimise
 scheduler: {kind: asha, grace_period: 50} # or fifo
 resources: {cpu: 1, gpu: 0.25}
 max_concurrent_trials: 4
@@ -27,17 +29,16 @@ cache_dir: null                           # $DIVSWEEP_CACHE or .divsweep/cache
 from __future__ import annotations
 
 import itertools
-import random
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from divsweep.config import FrozenConfig, read_yaml
-from divsweep.datasets.config import DataConfig, EvalConfig, TaskConfig, check_eval_fits
+from divsweep.datasets.config import DataConfig, EvalConfig, check_eval_fits
 from divsweep.errors import SpecError
-from divsweep.trainer.config import ModelConfig, TrainConfig, TrialConfig
+from divsweep.trainer.config import TrialConfig
 
 # what the trainer reports at every evaluation (docs/architecture.md, "Metric names")
 METRICS = (
@@ -47,76 +48,71 @@ METRICS = (
     "seen/token_acc",
     "train/loss",
 )
-PositiveInts = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
-
-
-class Distribution(FrozenConfig):
-    """How training examples are spread over the instructions."""
-
-    kind: Literal["uniform", "powerlaw"] = "uniform"
-    alpha: float | None = Field(default=None, gt=0)
-
-    @model_validator(mode="after")
-    def _alpha_iff_powerlaw(self) -> Distribution:
-        if self.kind == "powerlaw" and self.alpha is None:
-            raise ValueError("powerlaw needs alpha > 0")
-        if self.kind == "uniform" and self.alpha is not None:
-            raise ValueError("alpha only applies to kind powerlaw")
-        return self
-
-
-class DataAxes(FrozenConfig):
-    """The data axes crossed into the grid."""
-
-    n_instructions: PositiveInts
-    examples_per_instruction: PositiveInts | None = None
-    budgets: PositiveInts | None = None
-    distributions: Annotated[list[Distribution], Field(min_length=1)] = [Distribution()]
-    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
-    # The paper's no-op sweep: probability that the rule's pattern occurs in the input
-    # (1 - the no-op ratio); each value overrides task.p_pattern_present.
-    p_pattern_present: (
-        Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] | None
-    ) = None
-
-    @model_validator(mode="after")
-    def _one_size_axis(self) -> DataAxes:
-        if (self.examples_per_instruction is None) == (self.budgets is None):
-            raise ValueError("give exactly one of examples_per_instruction or budgets")
-        return self
-
-    def sizes(self) -> list[dict[str, int]]:
-        """The per-point size settings, as DataConfig keyword arguments."""
-        if self.budgets is not None:
-            return [{"budget": b} for b in self.budgets]
-        return [{"examples_per_instruction": e} for e in self.examples_per_instruction or []]
+# distribution name -> number of arguments; the names and meanings are Tune's (ray.tune.*)
+DISTRIBUTIONS = {
+    "uniform": 2,
+    "loguniform": 2,
+    "quniform": 3,
+    "qloguniform": 3,
+    "randint": 2,  # [low, high): high excluded, as in Tune
+    "lograndint": 2,
+    "qrandint": 3,
+    "choice": None,  # any number of values
+}
+# paths whose axis values are sugar for several settings at once
+SEED, DISTRIBUTION = "seed", "data.distribution"
+# axes averaged over before adaptive search compares points (replicates, not conditions)
+REPLICATE_AXES = (SEED, "data.seed")
+# keys of the old spec format, with where each went
+MOVED = {
+    "task": "data.task",
+    "data.budgets": "an axis `data.budget: [...]` (or a fixed `data.budget`)",
+    "data.seeds": "an axis `seed: [...]`",
+    "data.distributions": "an axis `data.distribution: [...]`",
+    "data.p_pattern_present": "an axis `data.task.p_pattern_present: [...]`",
+    "scheduler.metric": "selection.metric",
+    "scheduler.mode": "selection.mode",
+    "search.max_rounds": "search.max_trials",
+    "search.samples": "search.num_samples",
+}
+Point = dict[str, Any]  # axis path -> value
 
 
 class Search(FrozenConfig):
-    """grid: every point; random: `samples` distinct points drawn with `seed`;
-    adaptive: the grid, then geometric midpoints of n_instructions where unseen accuracy
-    changes fastest, until the steepest step spans a ratio <= `resolution`."""
+    """grid: every point of the list axes; random: `num_samples` seeded draws from the
+    distributions (per point of the list axes); optuna: `num_samples` trials chosen by Optuna's
+    TPE (list axes become choices); adaptive: the grid, then geometric midpoints along `axis`
+    where the selection metric changes most, per group of the other axes, until each group's
+    steepest step spans a ratio <= `resolution` or `max_trials` trials have run."""
 
-    kind: Literal["grid", "random", "adaptive"] = "grid"
-    samples: int | None = Field(default=None, ge=1)
+    kind: Literal["grid", "random", "optuna", "adaptive"] = "grid"
+    num_samples: int | None = Field(default=None, ge=1)
     seed: int = 0
+    axis: str = "data.n_instructions"
     resolution: float = Field(default=1.5, gt=1)
-    max_rounds: int = Field(default=4, ge=1)
+    max_trials: int = Field(default=64, ge=1)
 
     @model_validator(mode="after")
-    def _samples_iff_random(self) -> Search:
-        if (self.kind == "random") != (self.samples is not None):
-            raise ValueError("samples is required for kind random and only allowed there")
+    def _samples_iff_sampling(self) -> Search:
+        if (self.kind in ("random", "optuna")) != (self.num_samples is not None):
+            raise ValueError("num_samples is required for kind random and optuna, and only there")
         return self
 
 
-class Scheduler(FrozenConfig):
-    """fifo runs every trial to the end; asha stops poor trials at rungs of `step`, judged by
-    `metric` (one the trainer reports; unseen-rule exact match by default)."""
+class Selection(FrozenConfig):
+    """The one metric the scheduler and the searches optimise. The default is the held-out
+    rules' exact match because the trainer reports no validation split yet; once it does, the
+    default becomes the validation metric and the unseen-rule test metric is only reported."""
 
-    kind: Literal["fifo", "asha"] = "fifo"
     metric: Literal[METRICS] = "unseen/exact_match"
     mode: Literal["max", "min"] = "max"
+
+
+class Scheduler(FrozenConfig):
+    """fifo runs every trial to the end; asha stops poor trials (by the selection metric) at
+    rungs of `step`."""
+
+    kind: Literal["fifo", "asha"] = "fifo"
     grace_period: int = Field(default=1, ge=1)
     reduction_factor: float = Field(default=2, gt=1)
     max_t: int | None = Field(default=None, ge=1)
@@ -134,16 +130,22 @@ class Tracking(FrozenConfig):
     experiment: str | None = None
 
 
+Section = dict[str, Any]
+
+
 class SweepSpec(FrozenConfig):
     _root: ClassVar[str] = "sweep"
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-    task: TaskConfig
-    data: DataAxes
-    eval: EvalConfig
-    model: ModelConfig = ModelConfig()
-    train: TrainConfig
+    # the trial template (TrialConfig's sections); validated point by point in parse_spec
+    data: Section = {}
+    eval: Section = {}
+    model: Section = {}
+    train: Section = {}
+    seed: int = Field(default=0, ge=0)
+    axes: dict[str, Any] = {}
     search: Search = Search()
+    selection: Selection = Selection()
     scheduler: Scheduler = Scheduler()
     resources: Resources = Resources()
     max_concurrent_trials: int | None = Field(default=None, ge=1)
@@ -157,8 +159,9 @@ class SweepSpec(FrozenConfig):
     def _search_shorthand(cls, value: Any) -> Any:
         if isinstance(value, str):
             return {"kind": value}
-        if isinstance(value, dict) and set(value) == {"random"}:  # `search: {random: 8}`
-            return {"kind": "random", "samples": value["random"]}
+        if isinstance(value, dict) and len(value) == 1 and set(value) <= {"random", "optuna"}:
+            [(kind, n)] = value.items()  # `search: {random: 8}`, `search: {optuna: 32}`
+            return {"kind": kind, "num_samples": n}
         return value
 
     @field_validator("storage_path", "cache_dir")
@@ -171,67 +174,221 @@ class SweepSpec(FrozenConfig):
     def experiment(self) -> str:
         return self.tracking.experiment or self.name
 
+    @property
+    def grid_axes(self) -> dict[str, list]:
+        return {p: v for p, v in self.axes.items() if isinstance(v, list)}
+
+    @property
+    def sampled_axes(self) -> dict[str, dict]:
+        return {p: v for p, v in self.axes.items() if not isinstance(v, list)}
+
+    def grid(self) -> list[Point]:
+        """Every point of the list axes, in the order the axes are written."""
+        paths = list(self.grid_axes)
+        products = itertools.product(*self.grid_axes.values())
+        return [dict(zip(paths, values, strict=True)) for values in products]
+
+    def resolve(self, point: Point) -> TrialConfig:
+        """The trial config at `point`; an invalid one is a SpecError naming the path and the
+        point."""
+        raw = self._raw(point)
+        try:
+            return TrialConfig.parse(raw, "sweep")
+        except SpecError as err:
+            message = str(err)
+            for path in point:  # a value the axes set is named where the user wrote it
+                message = message.replace(f"sweep.{path}:", f"sweep.axes.{path}:")
+            shown = ", ".join(f"{p}={v!r}" for p, v in point.items())
+            raise SpecError(f"{message} (at {shown})") from None
+
+    def _raw(self, point: Point) -> dict:
+        raw: dict = {
+            "data": dict(self.data),
+            "eval": dict(self.eval),
+            "model": dict(self.model),
+            "train": dict(self.train),
+            "seed": self.seed,
+        }
+        for path, value in point.items():
+            for sub_path, sub_value in expand(path, value).items():
+                _set(raw, sub_path, sub_value)
+        # one seed draws the trial's data and its initialisation unless data.seed is its own
+        raw["data"].setdefault("seed", raw["seed"])
+        return raw
+
+    def trials(self) -> list[TrialConfig]:
+        """The resolved trial configs of the grid (with each distribution at its low end)."""
+        low = {p: _distribution_values(p, d)[0] for p, d in self.sampled_axes.items()}
+        return [self.resolve({**point, **low}) for point in self.grid()]
+
     def data_configs(self) -> list[tuple[DataConfig, EvalConfig]]:
-        """The distinct (data, eval) pairs of the grid, in grid order."""
-        pairs = dict.fromkeys((t.data, t.eval) for t in self.trials())
-        return list(pairs)
-
-    def trials(self, n_instructions: list[int] | None = None) -> list[TrialConfig]:
-        """The resolved trial configs of the grid (or of the given n_instructions values)."""
-        axes = self.data
-        tasks = [
-            self.task.model_copy(update={"p_pattern_present": p})
-            for p in axes.p_pattern_present or [self.task.p_pattern_present]
-        ]
-        points = itertools.product(
-            n_instructions or axes.n_instructions,
-            axes.sizes(),
-            axes.distributions,
-            tasks,
-            axes.seeds,
-        )
-        return [
-            TrialConfig(
-                data=DataConfig(
-                    task=task,
-                    n_instructions=n,
-                    distribution=dist.kind,
-                    alpha=dist.alpha,
-                    seed=seed,
-                    **size,
-                ),
-                eval=self.eval,
-                model=self.model,
-                train=self.train,
-                seed=seed,
-            )
-            for n, size, dist, task, seed in points
-        ]
-
-    def first_round(self) -> list[TrialConfig]:
-        """The trials Tune runs first: the grid, or a random subset of it."""
-        grid = self.trials()
-        if self.search.kind != "random":
-            return grid
-        k = min(self.search.samples or len(grid), len(grid))
-        return random.Random(self.search.seed).sample(grid, k)
+        """The distinct (data, eval) pairs the sweep can build before it starts: those of
+        every grid point (axes over data that only a search reaches are built by workers)."""
+        return list(dict.fromkeys((t.data, t.eval) for t in self.trials()))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+def expand(path: str, value: Any) -> dict[str, Any]:
+    """The settings one axis value stands for: the paper's conveniences are sugar here."""
+    if path == DISTRIBUTION and isinstance(value, dict):  # {kind: powerlaw, alpha: 0.5}
+        unknown = set(value) - {"kind", "alpha"}
+        if unknown:
+            raise SpecError(f"sweep.axes.{path}: unknown key {sorted(unknown)[0]!r} in {value!r}")
+        return {"data.distribution": value.get("kind"), "data.alpha": value.get("alpha")}
+    if path == SEED:
+        return {"seed": value, "data.seed": value}
+    return {path: value}
+
+
+def _set(raw: dict, path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"sweep.{path}: {part} is a value in the template, not a section")
+    node[leaf] = value
+
+
+def _distribution_values(path: str, dist: Any) -> list:
+    """The values that stand for a distribution when validating: its bounds or choices."""
+    where = f"sweep.axes.{path}"
+    if not (isinstance(dist, dict) and len(dist) == 1 and next(iter(dist)) in DISTRIBUTIONS):
+        names = ", ".join(DISTRIBUTIONS)
+        raise SpecError(
+            f"{where}: expected a list (grid) or one of {{{names}: [...]}}, got {dist!r}"
+        )
+    [(name, args)] = dist.items()
+    arity = DISTRIBUTIONS[name]
+    if not isinstance(args, list) or not args or (arity is not None and len(args) != arity):
+        need = (
+            "a non-empty list" if arity is None else f"[{', '.join(['low', 'high', 'q'][:arity])}]"
+        )
+        raise SpecError(f"{where}.{name}: expected {need}, got {args!r}")
+    if name == "choice":
+        return args
+    low, high = args[0], args[1]
+    numeric = all(isinstance(a, int | float) and not isinstance(a, bool) for a in args)
+    if not numeric or not low < high or "log" in name and low <= 0:
+        raise SpecError(f"{where}.{name}: expected numbers with 0 < low < high, got {args!r}")
+    # randint's high is excluded (Tune's convention): the largest value drawn is high - 1
+    return [low, high - 1 if name in ("randint", "lograndint") else high]
+
+
+def check_path(path: str) -> None:
+    """An axis must name a setting of the trial config (or one of the sugar paths)."""
+    if path in (SEED, DISTRIBUTION):
+        return
+    model: type[BaseModel] = TrialConfig
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        fields = model.model_fields
+        if part not in fields:
+            where = ".".join(parts[:i]) or "the trial"
+            known = ", ".join(fields)
+            raise SpecError(f"sweep.axes.{path}: unknown setting; {where} has: {known}")
+        field = fields[part]
+        annotation = field.annotation
+        section = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
+        is_section = section is not None or isinstance(field.default, BaseModel)
+        if i == len(parts) - 1:
+            if is_section:
+                raise SpecError(
+                    f"sweep.axes.{path}: a section, not a setting; name one of its fields"
+                )
+            return
+        if not is_section:
+            raise SpecError(f"sweep.axes.{path}: {'.'.join(parts[: i + 1])} is not a section")
+        if section is None or section.__subclasses__():
+            # its fields depend on its value (a task's family): checked as points resolve
+            return
+        model = section
+
+
+def _check_moved(raw: dict) -> None:
+    for old, new in MOVED.items():
+        node: Any = raw
+        for part in old.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            raise SpecError(
+                f"sweep.{old}: this spec format is gone; use {new} (README, Sweep spec)"
+            )
+
+
+def _check_template(spec: SweepSpec) -> None:
+    # a list in the template is an old-style grid axis: say where axes go now
+    for section in ("data", "eval", "model", "train"):
+        for key, value in getattr(spec, section).items():
+            path = f"{section}.{key}"
+            if isinstance(value, list):
+                raise SpecError(
+                    f"sweep.{path}: a list in the template; a grid axis is "
+                    f"`axes: {{{path}: {value!r}}}`"
+                )
+
+
 def parse_spec(raw: Any, root: str = "sweep") -> SweepSpec:
     if not isinstance(raw, dict):
         raise SpecError(f"{root}: expected a mapping of settings, got {type(raw).__name__}")
+    _check_moved(raw)
     spec = SweepSpec.parse(raw, root)
-    # Cross-field limits (n_instructions vs the task's rule universe, eval vs held-out pool) live
-    # in the data layer's configs; resolving every point here fails before any work starts.
+    _check_template(spec)
+    for path, values in spec.axes.items():
+        check_path(path)
+        if isinstance(values, list) and not values:
+            raise SpecError(f"sweep.axes.{path}: an axis needs at least one value")
+        if not isinstance(values, list):
+            _distribution_values(path, values)
+    _check_search(spec)
+    # every grid point, and each distribution at its ends, resolves before any work starts;
+    # cross-field limits (n_instructions vs the rule universe) live in the data layer's configs
+    trials = spec.trials()
+    for path, dist in spec.sampled_axes.items():
+        for value in _distribution_values(path, dist)[1:]:  # the first is in `trials`
+            spec.resolve({**spec.grid()[0], path: value})
     try:
-        check_eval_fits(spec.task, spec.eval)
-        spec.trials()
-    except SpecError as err:  # named from the data config's root: `data.…`, `eval.…`
+        for task, eval_cfg in dict.fromkeys((t.data.task, t.eval) for t in trials):
+            check_eval_fits(task, eval_cfg)
+    except SpecError as err:  # named from the data config's root: `eval.…`
         raise SpecError(f"{root}.{err}") from None
     return spec
+
+
+def _check_search(spec: SweepSpec) -> None:
+    kind = spec.search.kind
+    if kind in ("grid", "adaptive") and spec.sampled_axes:
+        path = next(iter(spec.sampled_axes))
+        raise SpecError(
+            f"sweep.axes.{path}: a distribution needs search random or optuna, not {kind}"
+        )
+    if kind == "optuna" and not spec.sampled_axes and not spec.grid_axes:
+        raise SpecError("sweep.axes: optuna search needs at least one axis")
+    if kind == "adaptive":
+        axis = spec.search.axis
+        values = spec.axes.get(axis)
+        if values is None:
+            raise SpecError(f"sweep.search.axis: {axis!r} is not one of the axes")
+        numeric = all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values
+        )
+        if len(values) < 2 or not numeric:
+            raise SpecError(
+                f"sweep.axes.{axis}: adaptive search refines it, so it needs two or more "
+                f"positive numbers, got {values!r}"
+            )
+        n_grid = len(spec.grid())
+        if spec.search.max_trials < n_grid:
+            raise SpecError(
+                f"sweep.search.max_trials: must be >= the {n_grid} trials of the initial grid, "
+                f"got {spec.search.max_trials}"
+            )
 
 
 def load_spec(path: Path | str) -> SweepSpec:

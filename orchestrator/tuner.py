@@ -1,9 +1,17 @@
-"""Tune wiring: one Tuner per round of a sweep, plus the driver-side callbacks."""
+"""Tune wiring: one Tuner per sweep (its searcher picks the trials), plus the driver-side
+callbacks.
+
+Tune pickles the RunConfig with the experiment and `Tuner.restore` brings that copy back, so
+the callbacks carry only the sweep's key; each finds this driver's live tracker and progress
+display in `Callback.setup`, from what `attach` registered before `fit`."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +19,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from divsweep import tracking
+from divsweep.orchestrator.search import make_searcher
 from divsweep.orchestrator.spec import SweepSpec
 from divsweep.orchestrator.tracker import (
     Tracker,
@@ -22,7 +31,7 @@ from divsweep.orchestrator.tracker import (
 from divsweep.trainer.config import TrialConfig, flat_params, trial_key
 from divsweep.workers.trial import DATASETS, TRACKING, run_trial
 
-METRIC, TIME_ATTR = "unseen/exact_match", "step"
+TIME_ATTR = "step"
 CHECKPOINTS_KEPT = 2  # the newest to resume from, plus one in case the newest is half-synced
 # ASHA needs a horizon; with `train.epochs` the step count depends on each trial's data size,
 # so without an explicit max_t the rungs simply keep doubling past any trial's end.
@@ -34,35 +43,45 @@ def scheduler(spec: SweepSpec) -> TrialScheduler:
         return FIFOScheduler()
     return ASHAScheduler(
         time_attr=TIME_ATTR,
-        metric=spec.scheduler.metric,
-        mode=spec.scheduler.mode,
+        metric=spec.selection.metric,
+        mode=spec.selection.mode,
         grace_period=spec.scheduler.grace_period,
         reduction_factor=spec.scheduler.reduction_factor,
-        max_t=spec.scheduler.max_t or spec.train.max_steps or UNBOUNDED_STEPS,
+        max_t=spec.scheduler.max_t or _max_steps(spec) or UNBOUNDED_STEPS,
     )
 
 
-def trainable(spec: SweepSpec):
-    return tune.with_resources(run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+def _max_steps(spec: SweepSpec) -> int | None:
+    steps = [t.train.max_steps for t in spec.trials()]
+    return None if None in steps else max(steps)
+
+
+def trainable(spec: SweepSpec, function=run_trial):
+    """`function` (a Tune function trainable over `config["trial"]`) with the spec's
+    resources; the sweep's is run_trial, a test or benchmark may bring a cheap one."""
+    return tune.with_resources(function, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 
 def make_tuner(
     spec: SweepSpec,
-    trials: list[TrialConfig],
     context: dict[str, Any],
     storage: Path,
     name: str,
     callbacks: list[tune.Callback],
+    function=run_trial,
 ) -> tune.Tuner:
-    from divsweep.orchestrator.space import param_space
-
+    """One Tuner for the whole sweep: its searcher (orchestrator/search.py) hands Tune every
+    trial config; `context` (cache dir, ...) travels to every trial unchanged."""
     _quiet_tune()
+    searcher = make_searcher(spec)
     return tune.Tuner(
-        trainable(spec),
-        param_space=param_space(trials, context),
+        trainable(spec, function),
+        param_space={"divsweep": context},  # what run_trial reads as config["divsweep"]
         tune_config=tune.TuneConfig(
+            search_alg=searcher,
             scheduler=scheduler(spec),
-            num_samples=1,
+            # Tune's cap on trials; the searcher ends the sweep (Searcher.FINISHED) first
+            num_samples=searcher.planned or spec.search.max_trials,
             max_concurrent_trials=spec.max_concurrent_trials,
             # a fresh actor per trial costs ~1 s (measured); reuse keeps imports and data
             reuse_actors=True,
@@ -84,16 +103,40 @@ def run_config(
     )
 
 
-def restore_tuner(spec: SweepSpec, path: Path, callbacks: list[tune.Callback]) -> tune.Tuner:
+def restore_tuner(spec: SweepSpec, path: Path, function=run_trial) -> tune.Tuner:
+    """The sweep's Tuner as its last driver left it: trials, searcher state and the callbacks,
+    which find this driver's tracker and display in `setup` (see `attach`)."""
     _quiet_tune()
-    tuner = tune.Tuner.restore(
-        str(path), trainable(spec), resume_unfinished=True, restart_errored=True
+    return tune.Tuner.restore(
+        str(path), trainable(spec, function), resume_unfinished=True, restart_errored=True
     )
-    # The saved state holds the old driver's callbacks (the progress display pickles as inert);
-    # Tuner.restore takes no RunConfig, so the new driver's ones are set on the restored one.
-    if tuner._local_tuner is not None:
-        tuner._local_tuner._run_config.callbacks = callbacks
-    return tuner
+
+
+@dataclass
+class Driver:
+    """What this driver process holds for a sweep's callbacks: live objects, never pickled."""
+
+    tracker: Tracker
+    progress: ProgressDisplay | None = None
+
+
+_DRIVERS: dict[str, Driver] = {}  # sweep key (its folder) -> this process's live objects
+
+
+@contextlib.contextmanager
+def attach(key: str, driver: Driver) -> Iterator[None]:
+    """Register `driver` under `key` while a Tuner of that sweep runs in this process."""
+    _DRIVERS[key] = driver
+    try:
+        yield
+    finally:
+        _DRIVERS.pop(key, None)
+
+
+def _driver(key: str) -> Driver:
+    if key not in _DRIVERS:
+        raise RuntimeError(f"no driver attached for sweep {key}; run fit() inside attach()")
+    return _DRIVERS[key]
 
 
 def _quiet_tune() -> None:
@@ -111,19 +154,24 @@ class TrackingCallback(tune.Callback):
     """Tune's trial events, as MLflow records for the sweep's tracker: a run opened (params:
     the resolved config) when a trial starts, each evaluation it reports (and with an
     attempt's first one, its datasets), how it ended.
-    Pickles (Tune saves its RunConfig) as an inert copy; resume brings a new one."""
+    Pickles (Tune saves its RunConfig) with its settings only; `setup` finds the tracker."""
 
-    def __init__(self, sweep_tracker: Tracker, sweep_name: str, early_stopping: bool):
-        self.tracker, self.sweep_name = sweep_tracker, sweep_name
+    def __init__(self, key: str, sweep_name: str, early_stopping: bool):
+        self.key, self.sweep_name = key, sweep_name
         # Without an early-stopping scheduler every trial that completes trained to its end.
         self.early_stopping = early_stopping
+        self.tracker: Tracker | None = None
         self.placements: dict[str, dict[str, str]] = {}  # trial key -> tags last logged
 
     def __getstate__(self) -> dict:
-        return {}
+        return {"key": self.key, "sweep_name": self.sweep_name, "early": self.early_stopping}
 
     def __setstate__(self, state: dict) -> None:
-        self.tracker = None
+        self.__init__(state["key"], state["sweep_name"], state["early"])
+
+    def setup(self, **info) -> None:
+        self.tracker = _driver(self.key).tracker
+        self.placements.clear()  # this driver has tagged nothing yet
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         cfg = TrialConfig.model_validate(trial.config["trial"])
@@ -166,11 +214,11 @@ def _ran_to_end(result: dict) -> bool:
     return report is not None and result["step"] >= report["total_steps"]
 
 
-class ProgressCallback(tune.Callback):
+class ProgressDisplay:
     """A Rich progress bar for a sweep in the foreground: trials done/running/errored and the
-    best unseen accuracy so far. Pickles (Tune saves its RunConfig) as an inert copy."""
+    best selection metric so far (`total` None: a search that decides as it goes)."""
 
-    def __init__(self, total: int, description: str):
+    def __init__(self, total: int | None, description: str, metric: str):
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -179,6 +227,7 @@ class ProgressCallback(tune.Callback):
             TimeElapsedColumn,
         )
 
+        self.metric = metric
         self.progress: Any = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -189,37 +238,48 @@ class ProgressCallback(tune.Callback):
         )
         self.task = self.progress.add_task(description, total=total, states="")
 
-    def __enter__(self) -> ProgressCallback:
+    def __enter__(self) -> ProgressDisplay:
         self.progress.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.progress.stop()
 
-    def __getstate__(self) -> dict:
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self.progress = None
-
-    def on_step_end(self, iteration, trials, **info) -> None:
-        self._show(trials)
-
-    def on_experiment_end(self, trials, **info) -> None:
-        # a restored round whose trials had all ended runs no step at all
-        self._show(trials)
-
-    def _show(self, trials) -> None:
-        if self.progress is None:
-            return
+    def show(self, trials) -> None:
         states = [t.status for t in trials]
         best = max(
-            (t.last_result[METRIC] for t in trials if METRIC in (t.last_result or {})),
+            (t.last_result[self.metric] for t in trials if self.metric in (t.last_result or {})),
             default=None,
         )
         text = f"running {states.count('RUNNING')}  errored {states.count('ERROR')}" + (
-            "" if best is None else f"  best unseen {best:.3f}"
+            "" if best is None else f"  best {self.metric} {best:.3f}"
         )
         self.progress.update(
             self.task, completed=states.count("TERMINATED") + states.count("ERROR"), states=text
         )
+
+
+class ProgressCallback(tune.Callback):
+    """Feeds the sweep's progress display (if this driver shows one) as trials change."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self.display: ProgressDisplay | None = None
+
+    def __getstate__(self) -> dict:
+        return {"key": self.key}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["key"])
+
+    def setup(self, **info) -> None:
+        self.display = _driver(self.key).progress
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if self.display is not None:
+            self.display.show(trials)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        # a restored sweep whose trials had all ended runs no step at all
+        if self.display is not None:
+            self.display.show(trials)

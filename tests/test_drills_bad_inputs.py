@@ -67,25 +67,38 @@ def command(*args: str) -> Callable[[Path], list[str]]:
 
 CASES = {
     "negative n_instructions": (
-        spec_file(data={"n_instructions": [-4]}),
-        "sweep.data.n_instructions[0]",
+        spec_file(axes={"data.n_instructions": [-4]}),
+        "sweep.axes.data.n_instructions: Input should be greater than or equal to 1",
     ),
     "zero budget": (
-        spec_file(data={"examples_per_instruction": None, "budgets": [0]}),
-        "sweep.data.budgets[0]",
+        spec_file(data={"examples_per_instruction": None}, axes={"data.budget": [0]}),
+        "sweep.axes.data.budget: ",
     ),
-    "n_instructions not a list of ints": (
-        spec_file(data={"n_instructions": "many"}),
-        "sweep.data.n_instructions",
+    "n_instructions not a number": (
+        spec_file(axes={"data.n_instructions": ["many"]}),
+        "sweep.axes.data.n_instructions: Input should be a valid integer",
+    ),
+    "axis not a list or distribution": (
+        spec_file(axes={"data.n_instructions": "many"}),
+        "sweep.axes.data.n_instructions: expected a list",
+    ),
+    "unknown axis path": (
+        spec_file(axes={"model.d_modle": [32]}),
+        "sweep.axes.model.d_modle: unknown setting",
+    ),
+    "axis value of the wrong type": (
+        spec_file(axes={"train.lr": [1e-3, "fast"]}),
+        "sweep.axes.train.lr: Input should be a valid number, unable to parse string as a "
+        "number, got 'fast' (at data.n_instructions=4, train.lr='fast')",
     ),
     "max_steps not an int": (spec_file(train={"max_steps": "ten"}), "sweep.train.max_steps"),
     "zero examples per instruction": (
-        spec_file(data={"examples_per_instruction": [0]}),
-        "sweep.data.examples_per_instruction[0]",
+        spec_file(data={"examples_per_instruction": 0}),
+        "sweep.data.examples_per_instruction",
     ),
     "more instructions than the universe": (
-        spec_file(data={"n_instructions": [4, 10**7]}),
-        "sweep.data.n_instructions",
+        spec_file(axes={"data.n_instructions": [4, 10**7]}),
+        "sweep.axes.data.n_instructions: n_instructions + task.n_unseen",
     ),
     "unknown scheduler": (spec_file(scheduler={"kind": "pbt"}), "sweep.scheduler.kind"),
     "gpu fraction above 1": (spec_file(resources={"cpu": 1, "gpu": 1.5}), "sweep.resources.gpu"),
@@ -93,12 +106,12 @@ CASES = {
     "zero concurrent trials": (spec_file(max_concurrent_trials=0), "sweep.max_concurrent_trials"),
     "unknown top-level key": (spec_file(seeds=[0, 1]), "sweep.seeds"),
     "negative alpha": (
-        spec_file(data={"distributions": [{"kind": "powerlaw", "alpha": -1}]}),
-        "sweep.data.distributions[0].alpha",
+        spec_file(axes={"data.distribution": [{"kind": "powerlaw", "alpha": -1}]}),
+        "sweep.data.alpha",
     ),
     "alpha on uniform": (
-        spec_file(data={"distributions": [{"kind": "uniform", "alpha": 0.5}]}),
-        "sweep.data.distributions[0]",
+        spec_file(axes={"data.distribution": [{"kind": "uniform", "alpha": 0.5}]}),
+        "sweep.data.alpha",
     ),
     "spec is not a mapping": (raw_file("- 1\n- 2\n"), "expected a mapping"),
     "spec is not YAML": (raw_file("name: [unclosed\n"), "not valid YAML"),

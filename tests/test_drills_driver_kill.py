@@ -57,7 +57,7 @@ def test_resume_after_driver_sigkill_finishes_every_trial_once(tmp_path: Path) -
     raw = tiny_spec(
         tmp_path,
         name="drill-kill",
-        data={"n_instructions": GRID, "examples_per_instruction": [8]},
+        axes={"data.n_instructions": GRID},
         train={"max_steps": STEPS[-1], "eval_every": STEPS[0]},
         max_concurrent_trials=1,  # one after another
     )

@@ -70,7 +70,7 @@ def test_sweep_survives_a_tracking_server_outage(tmp_path: Path) -> None:
     raw = tiny_spec(
         tmp_path,
         name="drill-outage",
-        data={"n_instructions": [4, 8, 16], "examples_per_instruction": [8]},
+        axes={"data.n_instructions": [4, 8, 16]},
         train={"max_steps": steps[-1], "eval_every": steps[0]},
         max_concurrent_trials=1,
     )

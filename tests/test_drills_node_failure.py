@@ -39,7 +39,7 @@ def test_sweep_on_two_nodes_survives_losing_one(tmp_path: Path) -> None:
     raw = tiny_spec(
         tmp_path,
         name="drill-node",
-        data={"n_instructions": GRID, "examples_per_instruction": [8]},
+        axes={"data.n_instructions": GRID},
         train={"max_steps": STEPS[-1], "eval_every": STEPS[0]},
         retries=2,
     )

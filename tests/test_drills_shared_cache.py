@@ -39,7 +39,8 @@ def test_two_sweeps_at_once_build_each_dataset_once(tmp_path: Path) -> None:
         raw = tiny_spec(
             tmp_path,
             name=name,
-            data={"n_instructions": N_INSTRUCTIONS, "examples_per_instruction": [64]},
+            data={"examples_per_instruction": 64},
+            axes={"data.n_instructions": N_INSTRUCTIONS},
             train={"max_steps": 4, "eval_every": 4},
         )
         spec = tmp_path / f"{name}.yaml"

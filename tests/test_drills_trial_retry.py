@@ -70,7 +70,7 @@ def test_trial_failing_mid_training_resumes_from_its_checkpoint(
     ray_session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    settings = {"data": {"n_instructions": [4]}, "train": {"max_steps": 12, "eval_every": 4}}
+    settings = {"axes": {"data.n_instructions": [4]}, "train": {"max_steps": 12, "eval_every": 4}}
     clean = divsweep.run(
         parse_spec(tiny_spec(tmp_path, name="drill-clean", **settings)),
         tracking_uri=uri,

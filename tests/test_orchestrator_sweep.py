@@ -70,7 +70,7 @@ def test_sweep_on_local_ray_with_sqlite_mlflow(ray_session, tmp_path: Path, stor
 
 
 def test_sweep_against_mlflow_server(ray_session, tmp_path: Path, mlflow_server: str):
-    spec = parse_spec(tiny_spec(tmp_path, name="tiny-http", data={"n_instructions": [8]}))
+    spec = parse_spec(tiny_spec(tmp_path, name="tiny-http", axes={"data.n_instructions": [8]}))
     sweep = divsweep.run(spec, tracking_uri=mlflow_server, progress=False)
     assert sweep.tracking_uri == mlflow_server
     check_tracked(sweep, n_trials=1)
@@ -82,9 +82,11 @@ def test_asha_stops_some_trials_early(ray_session, tmp_path: Path, store: str):
     raw = tiny_spec(
         tmp_path,
         name="tiny-asha",
-        data={"n_instructions": [2, 4, 8, 16, 24], "examples_per_instruction": [4]},
+        data={"examples_per_instruction": 4},
+        axes={"data.n_instructions": [2, 4, 8, 16, 24]},
         train={"max_steps": 16, "eval_every": 2},
-        scheduler={"kind": "asha", "metric": "train/loss", "mode": "min", "grace_period": 2},
+        selection={"metric": "train/loss", "mode": "min"},
+        scheduler={"kind": "asha", "grace_period": 2},
         max_concurrent_trials=1,
     )
     sweep = divsweep.run(parse_spec(raw), tracking_uri=store, progress=False)
@@ -105,7 +107,7 @@ def test_fractional_gpus_pack_trials(ray_session, tmp_path: Path, store: str):
     raw = tiny_spec(
         tmp_path,
         name="tiny-gpu",
-        data={"n_instructions": [2, 4, 8], "examples_per_instruction": [4, 8]},
+        axes={"data.n_instructions": [2, 4, 8], "data.examples_per_instruction": [4, 8]},
         # trials of a few seconds: shorter ones can end before the next starts, hiding packing
         train={"max_steps": 240, "eval_every": 120},
         resources={"cpu": 0.5, "gpu": 0.5},

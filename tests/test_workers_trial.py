@@ -11,7 +11,7 @@ from test_orchestrator_spec import tiny_spec
 import divsweep
 from divsweep.orchestrator.spec import parse_spec
 from divsweep.orchestrator.tracker import JOURNAL_FILE, Tracker
-from divsweep.orchestrator.tuner import TrackingCallback, make_tuner
+from divsweep.orchestrator.tuner import Driver, TrackingCallback, attach, make_tuner
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_failing_trial_is_retried_in_its_own_run(ray_session, tmp_path: Path, st
     raw = tiny_spec(
         tmp_path,
         name="tiny-fail",
-        data={"n_instructions": [4]},
+        axes={"data.n_instructions": [4]},
         model={"max_len": 8},
         retries=1,
     )
@@ -42,7 +42,7 @@ def test_failing_trial_is_retried_in_its_own_run(ray_session, tmp_path: Path, st
 
 
 def test_rerun_trial_continues_its_run_without_relogging(ray_session, tmp_path: Path, store: str):
-    spec = parse_spec(tiny_spec(tmp_path, name="tiny-rerun", data={"n_instructions": [4]}))
+    spec = parse_spec(tiny_spec(tmp_path, name="tiny-rerun", axes={"data.n_instructions": [4]}))
     sweep = divsweep.run(spec, tracking_uri=store, progress=False)
     (first,) = trial_runs(store, sweep)
     mlf = MlflowClient(store)
@@ -57,9 +57,11 @@ def test_rerun_trial_continues_its_run_without_relogging(ray_session, tmp_path: 
         tmp_path / "again" / JOURNAL_FILE,
         new_sweep=False,
     )
-    callback = TrackingCallback(again, sweep.name, early_stopping=False)
+    key = str(tmp_path / "again")
+    callback = TrackingCallback(key, sweep.name, early_stopping=False)
     context = {"cache_dir": str(spec.cache_dir)}
-    make_tuner(spec, spec.trials(), context, tmp_path / "again", "again", [callback]).fit()
+    with attach(key, Driver(again)):
+        make_tuner(spec, context, tmp_path / "again", "again", [callback]).fit()
     assert again.drain() == (0, None)
     again.close()
 
