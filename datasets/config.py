@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     Field,
     SerializeAsAny,
@@ -27,6 +28,16 @@ LengthRange = tuple[int, int]
 def _as_range(value: Any) -> Any:
     # `pattern_length: 20` in YAML means exactly 20
     return (value, value) if isinstance(value, int) else value
+
+
+def _ordered_positive(value: LengthRange) -> LengthRange:
+    if value[0] < 1 or value[1] < value[0]:
+        raise ValueError("must be [min, max] with 1 <= min <= max")
+    return value
+
+
+# A [min, max] setting of any family's config; a single number n means [n, n].
+Range = Annotated[LengthRange, BeforeValidator(_as_range), AfterValidator(_ordered_positive)]
 
 
 class TaskBase(FrozenConfig):
@@ -48,13 +59,11 @@ class TaskConfig(TaskBase):
 
     family: Literal["rewrite"] = "rewrite"
     alphabet_size: int = Field(26, ge=2, le=26, description="first N lowercase letters")
-    pattern_length: LengthRange = Field((20, 20), description="|x| range [min, max]; paper: 20")
+    pattern_length: Range = Field((20, 20), description="|x| range [min, max]; paper: 20")
     # The paper fixes |x| = 20 but never says how |y| is drawn; its own example (aa -> bac)
     # changes length, so |y| is uniform on [1, 20]: outputs vary in length as well as content.
-    replacement_length: LengthRange = Field((1, 20), description="|y| range; paper silent")
-    input_length: LengthRange = Field(
-        (50, 50), validate_default=True, description="|z| range; paper: 50"
-    )
+    replacement_length: Range = Field((1, 20), description="|y| range; paper silent")
+    input_length: Range = Field((50, 50), validate_default=True, description="|z| range; paper: 50")
     p_pattern_present: float = Field(
         1.0, ge=0.0, le=1.0, description="1.0 = paper Task 1; 0.5-0.9 = Task 2 (10-50% no-ops)"
     )
@@ -62,18 +71,6 @@ class TaskConfig(TaskBase):
         "leftmost",
         description="leftmost: replace the first occurrence once (paper); all: str.replace",
     )
-
-    _length_ranges = field_validator(
-        "pattern_length", "replacement_length", "input_length", mode="before"
-    )(_as_range)
-
-    @field_validator("pattern_length", "replacement_length", "input_length")
-    @classmethod
-    def _ordered_positive(cls, value: LengthRange) -> LengthRange:
-        lo, hi = value
-        if lo < 1 or hi < lo:
-            raise ValueError("must be [min, max] with 1 <= min <= max")
-        return value
 
     @field_validator("input_length")
     @classmethod
