@@ -41,12 +41,32 @@ EXPERIMENT_KIND, CUSTOM_MODEL = "mlflow.experimentKind", "custom_model_developme
 # context (MLflow's `mlflow.data.context` tag); a digest is at most 36 characters in MLflow.
 DATASET_CONTEXTS = {"train": "training", "eval_seen": "eval_seen", "eval_unseen": "eval_unseen"}
 DATASET_CONTEXT, DIGEST_CHARS = "mlflow.data.context", 36
+# A trial's system metrics (workers/sysmetrics.py): MLflow's UI charts "system/..." metrics
+# in a run's System metrics tab. The process figures are the trial's own; the GPU ones, named
+# as MLflow's own monitor names them, are the whole device's (shared by packed trials), except
+# gpu_<i>_process_memory_megabytes, the trial process's own memory on that GPU.
+SYSTEM_PREFIX = "system/"
+PROCESS_CPU = SYSTEM_PREFIX + "process_cpu_utilization_percentage"  # of one core: can pass 100
+PROCESS_RSS = SYSTEM_PREFIX + "process_memory_rss_megabytes"
+GPU_FIGURES = (
+    "utilization_percentage",
+    "memory_usage_megabytes",
+    "power_usage_watts",
+    "process_memory_megabytes",
+)
+# MLflow takes at most 1,000 metrics per log_batch
+MAX_BATCH_METRICS = 1000
 # divsweep.status -> MLflow's own run status, so `mlflow ui` agrees with `divsweep status`
 RUN_STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "stopped": "KILLED"}
 # MLflow's own HTTP retries (7, backoff factor 2) would stall a call for minutes; a couple of
 # quick ones, then divsweep's retry loop (which the metric buffer can step out of) take over.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 MAX_BACKOFF_S = 8.0
+
+
+def gpu_metric(gpu_id: str, figure: str) -> str:
+    """`figure` (one of GPU_FIGURES) of the GPU Ray calls `gpu_id`."""
+    return f"{SYSTEM_PREFIX}gpu_{gpu_id}_{figure}"
 
 
 def retry_s() -> float:
@@ -235,19 +255,39 @@ def log_metrics(
     last: bool = False,
     timestamp_ms: int | None = None,
     tags: dict[str, str] | None = None,
+    system: list | None = None,
+    start_ms: int = 0,
 ) -> None:
-    """Log one evaluation (and `tags`); `last` also closes the run as finished, ending at the
-    evaluation's time (one write fewer than logging and then calling set_status, which counts
-    with hundreds of short trials). No retries of its own: a resend (same timestamp) is
-    deduplicated by MLflow."""
+    """Log one evaluation (and `tags`, and `system` samples: see `system_metrics`); `last`
+    also closes the run as finished, ending at the evaluation's time (one write fewer than
+    logging and then calling set_status, which counts with hundreds of short trials). No
+    retries of its own: a resend (same timestamps) is deduplicated by MLflow."""
     from mlflow.entities import Metric, RunTag
 
     now = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-    batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    rows = system_metrics(system or [], start_ms)
+    rows += [Metric(k, float(v), now, step) for k, v in metrics.items()]
     tags = {**(tags or {}), **({STATUS: "finished"} if last else {})}
-    mlf.log_batch(run_id, metrics=batch, tags=[RunTag(k, v) for k, v in tags.items()])
+    *head, tail = range(0, len(rows), MAX_BATCH_METRICS) or [0]
+    for start in head:
+        mlf.log_batch(run_id, metrics=rows[start : start + MAX_BATCH_METRICS])
+    mlf.log_batch(run_id, metrics=rows[tail:], tags=[RunTag(k, v) for k, v in tags.items()])
     if last:
         mlf.set_terminated(run_id, RUN_STATUS["finished"], end_time=now)
+
+
+def system_metrics(samples: list, start_ms: int) -> list:
+    """`samples` ([time_ms, {name: value}], workers/sysmetrics.py) as MLflow metrics at their
+    own times. The step is whole seconds since the run started (`start_ms`): MLflow's own
+    monitor counts samples instead, which would restart at 0 with each retry of a trial;
+    seconds stay in order, and the same for a resent record, across retries and resumes."""
+    from mlflow.entities import Metric
+
+    return [
+        Metric(name, float(value), at, max(0, (at - start_ms) // 1000))
+        for at, figures in samples
+        for name, value in figures.items()
+    ]
 
 
 def log_datasets(mlf: MlflowClient, run_id: str, datasets: list[dict]) -> None:

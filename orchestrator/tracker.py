@@ -90,6 +90,7 @@ class TrialRun:
     run_id: str
     logged_step: float  # the newest evaluation in MLflow (-1: none)
     status: str
+    start_ms: int  # when the run started: system metrics count their steps from it
     datasets: set[tuple[str, str]] = field(default_factory=set)  # inputs logged: (name, digest)
 
 
@@ -200,7 +201,7 @@ class Tracker:
                 run_id = tracking.create_trial_run(
                     mlf, self.exp_id, key, name, record["params"], tags, record["time_ms"]
                 )
-                self.runs[key] = TrialRun(run_id, -1.0, "running")
+                self.runs[key] = TrialRun(run_id, -1.0, "running", record["time_ms"])
             else:
                 tracking.reopen_trial_run(mlf, run.run_id, record["tags"])
                 run.status = "running"
@@ -209,22 +210,7 @@ class Tracker:
         if run is None:  # a status for a trial that failed before its run was opened
             return
         if op == "log":
-            if record["step"] > run.logged_step:
-                tracking.retrying(
-                    tracking.log_metrics,
-                    mlf,
-                    run.run_id,
-                    record["metrics"],
-                    record["step"],
-                    last=record["last"],
-                    timestamp_ms=record["timestamp_ms"],
-                    tags=record["tags"],
-                )
-                run.logged_step = record["step"]
-            elif record["last"]:
-                tracking.set_status(mlf, run.run_id, "finished", record["timestamp_ms"])
-            if record["last"]:
-                run.status = "finished"
+            self._log(mlf, run, record)
         elif op == "inputs":
             # every attempt reports its datasets; a run gets each once
             new = [d for d in record["datasets"] if _dataset_id(d) not in run.datasets]
@@ -238,6 +224,32 @@ class Tracker:
         else:
             raise ValueError(f"unknown tracking record op {op!r}")
 
+    def _log(self, mlf, run: TrialRun, record: dict[str, Any]) -> None:
+        """An evaluation at or below the run's logged step (a resumed trial retraining from
+        its checkpoint) is not logged again, but its system samples are new: what the
+        retraining cost. (Records journaled before system metrics existed have none.)"""
+        system = record.get("system", [])
+        fresh = record["step"] > run.logged_step
+        if fresh or system:
+            tracking.retrying(
+                tracking.log_metrics,
+                mlf,
+                run.run_id,
+                record["metrics"] if fresh else {},
+                record["step"],
+                last=fresh and record["last"],
+                timestamp_ms=record["timestamp_ms"],
+                tags=record["tags"] if fresh else {},
+                system=system,
+                start_ms=run.start_ms,
+            )
+        if fresh:
+            run.logged_step = record["step"]
+        elif record["last"]:
+            tracking.set_status(mlf, run.run_id, "finished", record["timestamp_ms"])
+        if record["last"]:
+            run.status = "finished"
+
     def _run(self, mlf, key: str) -> TrialRun | None:
         """The trial's run: opened by this tracker, or (a resumed sweep) by an earlier one."""
         if key not in self.runs and not self.new_sweep:
@@ -247,6 +259,7 @@ class Tracker:
                     found.info.run_id,
                     found.data.metrics.get("step", -1.0),
                     found.data.tags.get(tracking.STATUS, "running"),
+                    found.info.start_time,
                     {(i.dataset.name, i.dataset.digest) for i in found.inputs.dataset_inputs},
                 )
         return self.runs.get(key)
@@ -265,8 +278,13 @@ def open_record(key: str, params: dict[str, str], tags: dict[str, str]) -> dict[
 
 
 def log_record(
-    key: str, metrics: dict[str, float], last: bool, tags: dict[str, str]
+    key: str,
+    metrics: dict[str, float],
+    last: bool,
+    tags: dict[str, str],
+    system: list | None = None,
 ) -> dict[str, Any]:
+    """An evaluation; `system`: the samples the trial took since its previous one."""
     return {
         "op": "log",
         "key": key,
@@ -276,6 +294,7 @@ def log_record(
         "metrics": {k: float(v) for k, v in metrics.items()},
         "last": last,
         "tags": tags,
+        "system": system or [],
     }
 
 

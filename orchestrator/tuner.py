@@ -29,7 +29,7 @@ from divsweep.orchestrator.tracker import (
     status_record,
 )
 from divsweep.trainer.config import TrialConfig, flat_params, trial_key
-from divsweep.workers.trial import DATASETS, TRACKING, run_trial
+from divsweep.workers.trial import DATASETS, SYSTEM, TRACKING, run_trial
 
 TIME_ATTR = "step"
 CHECKPOINTS_KEPT = 2  # the newest to resume from, plus one in case the newest is half-synced
@@ -152,8 +152,9 @@ def _quiet_tune() -> None:
 
 class TrackingCallback(tune.Callback):
     """Tune's trial events, as MLflow records for the sweep's tracker: a run opened (params:
-    the resolved config) when a trial starts, each evaluation it reports (and with an
-    attempt's first one, its datasets), how it ended.
+    the resolved config) when a trial starts, each evaluation it reports (with the system
+    metrics sampled since the last, and with an attempt's first one its datasets), how it
+    ended.
     Pickles (Tune saves its RunConfig) with its settings only; `setup` finds the tracker."""
 
     def __init__(self, key: str, sweep_name: str, early_stopping: bool):
@@ -189,7 +190,8 @@ class TrackingCallback(tune.Callback):
         self.placements[key] = report["tags"]
         if DATASETS in report:
             self.tracker.submit(inputs_record(key, report[DATASETS]))
-        self.tracker.submit(log_record(key, metrics, _ran_to_end(result), tags))
+        last = _ran_to_end(result)
+        self.tracker.submit(log_record(key, metrics, last, tags, system=report[SYSTEM]))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         ended = _ran_to_end(trial.last_result or {})

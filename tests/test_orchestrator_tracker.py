@@ -189,3 +189,35 @@ def test_datasets_become_the_runs_inputs_once(tmp_path: Path, tracking_uri: str,
     profile = json.loads(train.profile)
     assert profile["num_rows"] == 64 * 20 and profile["cache_key"] == tiny_data.train.stem
     assert profile["config"]["data"]["n_instructions"] == 64
+
+
+def test_system_samples_are_the_runs_system_metrics(tmp_path: Path, tracking_uri: str) -> None:
+    """At their own times, stepped by seconds since the run started, more than one batch of
+    them at once, and once each when a journal is replayed."""
+    mlf, exp_id, parent = sweep_parent(tracking_uri)
+    path = tmp_path / JOURNAL_FILE
+    tracker = Tracker(tracking_uri, exp_id, parent, path, new_sweep=True)
+    opened = open_record("k1", {}, {})
+    tracker.submit(opened)
+    start = opened["time_ms"]
+    cpu, rss = tracking.PROCESS_CPU, tracking.PROCESS_RSS
+    # a long stretch between evaluations: 600 samples x 2 figures, past one log_batch
+    samples = [[start + 500 * i, {cpu: float(i), rss: 100.0 + i}] for i in range(600)]
+    tracker.submit(log_record("k1", evaluation(4, 2.0), last=False, tags={}, system=samples))
+    later = [[start + 400_000, {cpu: 42.0, rss: 900.0}]]
+    tracker.submit(log_record("k1", evaluation(8, 1.0), last=True, tags={}, system=later))
+    assert tracker.drain() == (0, None)
+    tracker.close()
+    Journal(path).set_applied(1)  # both evaluations are sent again by the next tracker
+    resumed = Tracker(tracking_uri, exp_id, parent, path, new_sweep=False)
+    assert resumed.drain() == (0, None)
+    resumed.close()
+
+    (run,) = mlf.search_runs([exp_id], filter_string=f"tags.`{tracking.PARENT}` = '{parent}'")
+    history = mlf.get_metric_history(run.info.run_id, cpu)
+    points = sorted((m.timestamp, m.step, m.value) for m in history)
+    assert len(points) == 601
+    assert points[3] == (start + 1500, 1, 3.0) and points[-1] == (start + 400_000, 400, 42.0)
+    assert len(mlf.get_metric_history(run.info.run_id, rss)) == 601
+    assert run.info.status == "FINISHED"
+    assert sorted(m.step for m in mlf.get_metric_history(run.info.run_id, "train/loss")) == [4, 8]

@@ -18,11 +18,13 @@ from typing import Any
 from ray import tune
 
 from divsweep.workers.inputs import describe
+from divsweep.workers.sysmetrics import Sampler
 
 # The key of what a trial adds to each result for the driver's tracking: the names of its
-# metrics (the rest of a Tune result is Tune's), its total steps, where it runs (tags) and,
-# with an attempt's first result, its datasets (`DATASETS`).
-TRACKING, DATASETS = "divsweep", "datasets"
+# metrics (the rest of a Tune result is Tune's), its total steps, where it runs (tags), its
+# system metrics since the last result (`SYSTEM`) and, with an attempt's first result, its
+# datasets (`DATASETS`).
+TRACKING, DATASETS, SYSTEM = "divsweep", "datasets", "system"
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -58,12 +60,16 @@ def run_trial(config: dict[str, Any]) -> None:
             None if checkpoint_dir is None else tune.Checkpoint.from_directory(checkpoint_dir)
         )
         info = {"metrics": list(metrics), "total_steps": total_steps, "tags": placement}
+        info[SYSTEM] = sampler.take()
         if unreported:
             info[DATASETS] = unreported.copy()
             unreported.clear()
         tune.report({**metrics, TRACKING: info}, checkpoint=checkpoint)
 
-    with tempfile.TemporaryDirectory(prefix="divsweep-trial-") as workdir:
+    with (
+        Sampler(gpu_ids) as sampler,
+        tempfile.TemporaryDirectory(prefix="divsweep-trial-") as workdir,
+    ):
         fit_datamodule(
             trial,
             datamodule,
