@@ -26,7 +26,7 @@ def test_resume_after_ctrl_c_finishes_without_duplicate_runs(tmp_path: Path) -> 
     raw = tiny_spec(
         tmp_path,
         name="tiny-resume",
-        data={"n_instructions": [2, 4, 8, 16, 24, 32], "examples_per_instruction": [8]},
+        axes={"data.n_instructions": [2, 4, 8, 16, 24, 32]},
         train={"max_steps": STEPS[-1], "eval_every": STEPS[0]},
         max_concurrent_trials=1,  # trials one after another: Ctrl-C leaves each kind of state
     )

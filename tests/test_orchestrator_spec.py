@@ -256,3 +256,11 @@ def test_cli_run_rejects_bad_spec_with_exit_2(tmp_path: Path, override, field: s
     assert field in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "ray_results").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_readme_spec_example_validates(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("A sweep spec is", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    raw = {**yaml.safe_load(example), "storage_path": str(tmp_path)}
+    spec = parse_spec(raw)
+    assert len(spec.trials()) == 4 * 2 * 2 * 2 * 2
