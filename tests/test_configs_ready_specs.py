@@ -33,6 +33,9 @@ def axis(name: str, i: int) -> set:
 @pytest.mark.parametrize(
     ("name", "n_trials", "instructions"),
     [
+        ("paper", 32, {10, 20, 50, 100, 200, 300, 400, 500, 600, 1000, 2000, 2500, 5000,
+                       10_000, 100_000, 1_000_000}),  # Only-IF Fig. 2a ticks
+        ("cpu-repro", 16, {8, 64, 512, 3072}),
         ("paper-noop", 80, {100, 200, 300, 400, 500, 1000, 10_000, 100_000}),  # Fig. 2b ticks
         ("paper-longtail", 48, {1000, 10_000, 100_000}),  # §2.3.3
         ("paper-semantic", 48, {500, 1000, 5000, 10_000}),  # Fig. 4
@@ -40,7 +43,7 @@ def axis(name: str, i: int) -> set:
         ("cpu-longtail", 16, {512, 3072}),
         ("cpu-semantic", 9, {64, 512, 3072}),
     ],
-)
+)  # fmt: skip
 def test_ready_spec_resolves_its_grid(name: str, n_trials: int, instructions: set) -> None:
     points = grid(name)
     assert len(points) == n_trials  # distinct trials: no axis value collapses onto another
