@@ -206,4 +206,3 @@ def finished(spec: SweepSpec, experiment_dir: str) -> bool:
     searcher = make_searcher(spec)
     searcher.restore_from_dir(experiment_dir)
     return searcher.done
-
