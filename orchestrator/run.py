@@ -7,25 +7,32 @@ checkpoints, and the searcher's state, so every search kind resumes where it sto
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
 from divsweep import tracking
 from divsweep.errors import UserError
+from divsweep.orchestrator import storage
 from divsweep.orchestrator.spec import SweepSpec, load_spec, parse_spec
 from divsweep.orchestrator.tracker import JOURNAL_FILE, Tracker
 
 STATE_FILE = "sweep.json"
 TUNE_DIR = "trials"  # the sweep's Tune experiment, inside its folder
 DEFAULT_STORAGE = Path(".divsweep/ray_results")
+# With remote storage the tracker's journal is written here (it is appended and fsynced, which
+# object storage cannot do) and mirrored to `<sweep folder>/journal/` (orchestrator/storage.py)
+LOCAL_JOURNALS = Path(".divsweep/journals")
+JOURNAL_DIR = "journal"
+OUTCOMES = ("finished", "failed", "stopped")
 
 
 @dataclass
@@ -40,16 +47,16 @@ class Sweep:
     directory: str
     spec_yaml: str
     interrupted: bool = False
+    # trials by how they ended (OUTCOMES), counted when the sweep ends
+    outcome: dict[str, int] = field(default_factory=dict)
 
     @property
     def spec(self) -> SweepSpec:
         return parse_spec(yaml.safe_load(self.spec_yaml))
 
     def save(self) -> None:
-        path = Path(self.directory) / STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, path)
+        state = json.dumps(asdict(self), indent=2)
+        storage.write_text(storage.join(self.directory, STATE_FILE), state)
 
 
 def run(
@@ -75,26 +82,29 @@ def run(
     # sweep before Ray starts
     build_all(spec.data_configs(), cache_dir=spec.cache_dir, progress=progress)
 
+    # Ray, and every node's view of the storage, before the parent run exists: a sweep that
+    # cannot start leaves no RUNNING run behind
+    connect(address)
+    storage.preflight(spec.storage_path)
     mlf = tracking.client(uri)
     exp_id = tracking.experiment_id(mlf, spec.experiment)
     planned = make_searcher(spec).planned or len(spec.grid())
     parent = tracking.start_parent(mlf, exp_id, spec.name, spec.to_yaml(), planned)
-    directory = spec.storage_path / f"{spec.name}-{parent[:8]}"
-    directory.mkdir(parents=True, exist_ok=True)
-    tracking.retrying(mlf.set_tag, parent, "divsweep.sweep_dir", str(directory))
+    directory = storage.join(spec.storage_path, f"{spec.name}-{parent[:8]}")
     sweep = Sweep(
         name=spec.name,
         experiment=spec.experiment,
         experiment_id=exp_id,
         parent_run_id=parent,
         tracking_uri=uri,
-        directory=str(directory),
+        directory=directory,
         spec_yaml=spec.to_yaml(),
     )
-    sweep.save()
-    connect(address)
-    with _tracker(sweep, new_sweep=True) as sweep_tracker:
-        return _fit(sweep, spec, sweep_tracker, progress, restore=False)
+    with _failing(mlf, sweep):
+        tracking.retrying(mlf.set_tag, parent, "divsweep.sweep_dir", directory)
+        sweep.save()
+        with _tracker(sweep, new_sweep=True) as sweep_tracker:
+            return _fit(sweep, spec, sweep_tracker, progress, restore=False)
 
 
 def resume(
@@ -111,12 +121,13 @@ def resume(
     sweep = locate(experiment, tracking_uri=tracking_uri, storage_path=storage_path)
     spec = sweep.spec
     tracking.check_reachable(sweep.tracking_uri)
+    connect(address)
+    storage.preflight(sweep.directory)
     mlf = tracking.client(sweep.tracking_uri)
     tracking.set_status(mlf, sweep.parent_run_id, "running")
-    connect(address)
     sweep.interrupted = False
     # the new tracker first sends what the old driver's had journaled and not yet sent
-    with _tracker(sweep, new_sweep=False) as sweep_tracker:
+    with _failing(mlf, sweep), _tracker(sweep, new_sweep=False) as sweep_tracker:
         return _fit(sweep, spec, sweep_tracker, progress, restore=True)
 
 
@@ -134,13 +145,13 @@ def _fit(sweep: Sweep, spec: SweepSpec, sweep_tracker: Tracker, progress: bool, 
     )
 
     mlf = tracking.client(sweep.tracking_uri)
-    folder = Path(sweep.directory)
+    folder = sweep.directory  # a path or an s3:// / gs:// URI
     planned = make_searcher(spec).planned
     display = ProgressDisplay(planned, sweep.name, spec.selection.metric) if progress else None
     # the callbacks carry the sweep's key only (Tune pickles them with the experiment); they
     # find this driver's tracker and display under that key when Tune sets them up
     if restore:
-        tuner = restore_tuner(spec, folder / TUNE_DIR)
+        tuner = restore_tuner(spec, storage.join(folder, TUNE_DIR))
     else:
         early_stopping = spec.scheduler.kind != "fifo"
         callbacks = [
@@ -157,19 +168,22 @@ def _fit(sweep: Sweep, spec: SweepSpec, sweep_tracker: Tracker, progress: bool, 
     # what the trials logged is in MLflow before the sweep says it ended
     _drain(sweep_tracker, sweep)
     tracking.retrying(mlf.set_tag, sweep.parent_run_id, "divsweep.n_trials", str(len(grid)))
-    if _cut_off(grid, spec, folder / TUNE_DIR):
+    if _cut_off(grid, spec, storage.join(folder, TUNE_DIR)):
         return _interrupted(mlf, sweep)
-    tracking.set_status(mlf, sweep.parent_run_id, "finished")
-    return sweep
+    return _conclude(mlf, sweep)
 
 
-def _cut_off(grid, spec: SweepSpec, experiment_dir: Path) -> bool:
+def _cut_off(grid, spec: SweepSpec, experiment_dir: str) -> bool:
     # Tune returns normally on Ctrl-C (after saving its state), with trials left unfinished
     # or not even suggested yet: the saved searcher says whether any are left
     from divsweep.orchestrator.search import finished
 
     ended = grid.num_terminated + grid.num_errors
-    return ended < len(grid) or not finished(spec, str(experiment_dir))
+    if ended < len(grid):
+        return True
+    # the searcher's state files, local (Tune reads only local ones) when the storage is remote
+    with storage.local_view(str(experiment_dir), "searcher-state") as local:
+        return not finished(spec, local)
 
 
 def _interrupted(mlf, sweep: Sweep) -> Sweep:
@@ -179,18 +193,61 @@ def _interrupted(mlf, sweep: Sweep) -> Sweep:
     return sweep
 
 
+def _conclude(mlf, sweep: Sweep) -> Sweep:
+    """End the sweep as its trials ended: its parent run is FAILED if any trial failed (the
+    CLI then exits 1), else FINISHED; `sweep.outcome` counts the trials by how they ended."""
+    runs = tracking.trial_runs(mlf, sweep.experiment_id, sweep.parent_run_id)
+    ended = collections.Counter(r.data.tags.get(tracking.STATUS) for r in runs)
+    sweep.outcome = {status: ended[status] for status in OUTCOMES}
+    sweep.save()
+    tracking.set_status(mlf, sweep.parent_run_id, "failed" if ended["failed"] else "finished")
+    return sweep
+
+
+@contextlib.contextmanager
+def _failing(mlf, sweep: Sweep) -> Iterator[None]:
+    """A driver that dies of an error leaves its parent run FAILED, not RUNNING forever.
+    (Ctrl-C is not an error here: Tune returns from it normally, and the sweep is stopped.)"""
+    try:
+        yield
+    except Exception:
+        # an MLflow that is away stays unmarked (its records wait in the journal for resume)
+        with contextlib.suppress(Exception):
+            tracking.check_reachable(sweep.tracking_uri)
+            tracking.set_status(mlf, sweep.parent_run_id, "failed")
+        raise
+
+
+def _journal_dir(sweep: Sweep) -> Path:
+    """Where this driver keeps the sweep's journal: in its folder, or (remote storage) in
+    LOCAL_JOURNALS, mirrored to the folder."""
+    if not storage.is_remote(sweep.directory):
+        return Path(sweep.directory)
+    return (LOCAL_JOURNALS / storage.name(sweep.directory)).resolve()
+
+
 @contextlib.contextmanager
 def _tracker(sweep: Sweep, new_sweep: bool) -> Iterator[Tracker]:
     """The sweep's tracker while this driver runs it (a resumed sweep's first sends what the
     last driver had journaled and not sent)."""
-    journal = Path(sweep.directory) / JOURNAL_FILE
+    local, mirrored = _journal_dir(sweep), storage.join(sweep.directory, JOURNAL_DIR)
+    remote = storage.is_remote(sweep.directory)
+    if remote and not new_sweep:  # another machine or folder may have run it last
+        storage.fetch_mirror(mirrored, local, JOURNAL_FILE)
     sweep_tracker = Tracker(
-        sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id, journal, new_sweep
+        sweep.tracking_uri,
+        sweep.experiment_id,
+        sweep.parent_run_id,
+        local / JOURNAL_FILE,
+        new_sweep,
     )
+    mirror = storage.Mirror(local, mirrored) if remote else None
     try:
         yield sweep_tracker
     finally:
         sweep_tracker.close()
+        if mirror is not None:
+            mirror.close()
 
 
 def _drain(sweep_tracker: Tracker, sweep: Sweep) -> None:
@@ -223,6 +280,7 @@ def check_address(address: str | None) -> None:
 def connect(address: str | None) -> None:
     """Join the given Ray cluster, or start Ray in this process; reuse one already running."""
     import ray
+    from ray.exceptions import AuthenticationError
 
     if ray.is_initialized():
         return
@@ -238,8 +296,26 @@ def connect(address: str | None) -> None:
             log_to_driver=False,
             logging_level=logging.ERROR,
         )
-    except ConnectionError as err:
-        raise UserError(f"cannot reach the Ray cluster at {address!r}: {err}") from None
+    except (ConnectionError, AuthenticationError) as err:
+        raise UserError(_refused(address, err)) from None
+
+
+def _refused(address: str, err: Exception) -> str:
+    """ray.init's refusal, said with what to do: a token-auth cluster refuses a driver
+    whose token is missing or wrong (Ray reports that only in its C++ log lines)."""
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
+    if os.environ.get("RAY_AUTH_MODE") != "token":
+        why = "RAY_AUTH_MODE is not 'token' in this shell"
+    elif not (os.environ.get("RAY_AUTH_TOKEN") or path.is_file()):
+        why = "no token is set in this shell"
+    else:
+        why = "the token set in this shell was refused"
+    return (
+        f"cannot join the Ray cluster at {address!r}: {err}. If the cluster uses token auth, "
+        f"{why}: set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN (or a file "
+        "named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token); `ray get-auth-token` on the head "
+        "prints it"
+    )
 
 
 def locate(
@@ -250,39 +326,37 @@ def locate(
 ) -> Sweep:
     """Find the newest sweep of `experiment`: in the storage folder, else via its MLflow
     parent run (spec artifact + `divsweep.sweep_dir` tag)."""
-    storage = Path(storage_path or DEFAULT_STORAGE).expanduser().resolve()
-    states = sorted(storage.glob(f"*/{STATE_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for path in states:
-        sweep = Sweep(**json.loads(path.read_text()))
+    root = storage.normalize(storage_path or DEFAULT_STORAGE)
+    for state in storage.find(root, STATE_FILE):
+        sweep = Sweep(**json.loads(storage.read_text(state)))
         if sweep.experiment == experiment and (
             tracking_uri is None or sweep.tracking_uri == tracking.absolute_uri(tracking_uri)
         ):
             return sweep
-    return _locate_in_mlflow(experiment, tracking_uri or "sqlite:///mlflow.db", storage)
+    return _locate_in_mlflow(experiment, tracking_uri or "sqlite:///mlflow.db", root)
 
 
-def _locate_in_mlflow(experiment: str, uri: str, storage: Path) -> Sweep:
+def _locate_in_mlflow(experiment: str, uri: str, root: str) -> Sweep:
     import mlflow.artifacts
 
     uri = tracking.absolute_uri(uri)
     try:
         tracking.check_reachable(uri)
     except UserError as err:
-        raise UserError(
-            f"no sweep found for experiment {experiment!r} in {storage}; {err}"
-        ) from None
+        raise UserError(f"no sweep found for experiment {experiment!r} in {root}; {err}") from None
     mlf = tracking.client(uri)
     exp_id = tracking.experiment_id(mlf, experiment, create=False)
     parent = tracking.find_parent(mlf, exp_id)
     if parent is None:
-        raise UserError(f"no sweep found for experiment {experiment!r} in {storage} or {uri}")
-    directory = Path(parent.data.tags.get("divsweep.sweep_dir", ""))
-    if not (directory / STATE_FILE).is_file():
+        raise UserError(f"no sweep found for experiment {experiment!r} in {root} or {uri}")
+    directory = parent.data.tags.get("divsweep.sweep_dir", "")
+    state = storage.join(directory, STATE_FILE)
+    if not directory or not storage.exists(state):
         raise UserError(
-            f"sweep {experiment!r} is in MLflow but its Tune folder {directory} is not on "
-            "this machine; resume it where it ran, or pass --storage-path"
+            f"sweep {experiment!r} is in MLflow but its folder {directory} is not reachable "
+            "from here; resume it where it ran, or pass --storage-path"
         )
-    sweep = Sweep(**json.loads((directory / STATE_FILE).read_text()))
+    sweep = Sweep(**json.loads(storage.read_text(state)))
     local = mlflow.artifacts.download_artifacts(
         run_id=parent.info.run_id, artifact_path="spec.yaml", tracking_uri=uri
     )

@@ -21,7 +21,7 @@ resources: {cpu: 1, gpu: 0.25}
 max_concurrent_trials: 4
 retries: 2
 tracking: {uri: "sqlite:///mlflow.db"}    # experiment defaults to `name`
-storage_path: .divsweep/ray_results
+storage_path: .divsweep/ray_results       # or s3://bucket/prefix, gs://…: every node must reach it
 cache_dir: null                           # $DIVSWEEP_CACHE or .divsweep/cache
 ```
 """
@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from divsweep.config import FrozenConfig, read_yaml
 from divsweep.datasets.config import DataConfig, EvalConfig, check_eval_fits
 from divsweep.errors import SpecError
+from divsweep.orchestrator import storage
 from divsweep.trainer.config import TrialConfig
 
 # what the trainer reports at every evaluation (docs/architecture.md, "Metric names")
@@ -151,7 +152,8 @@ class SweepSpec(FrozenConfig):
     max_concurrent_trials: int | None = Field(default=None, ge=1)
     retries: int = Field(default=0, ge=0)
     tracking: Tracking = Tracking()
-    storage_path: Path = Field(Path(".divsweep/ray_results"), validate_default=True)
+    # a path or an s3:// / gs:// / file:// URI (orchestrator/storage.py), kept normalized
+    storage_path: str = Field(".divsweep/ray_results", validate_default=True)
     cache_dir: Path | None = None
 
     @field_validator("search", mode="before")
@@ -164,7 +166,12 @@ class SweepSpec(FrozenConfig):
             return {"kind": kind, "num_samples": n}
         return value
 
-    @field_validator("storage_path", "cache_dir")
+    @field_validator("storage_path")
+    @classmethod
+    def _storage(cls, value: str | Path) -> str:
+        return storage.normalize(value)
+
+    @field_validator("cache_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         # Ray workers run in other directories (and on other nodes): relative paths would drift.

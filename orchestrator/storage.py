@@ -14,10 +14,12 @@ nodes need only their credentials, not the endpoint setting.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import threading
-import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from pyarrow import fs as pafs
@@ -25,7 +27,7 @@ from pyarrow import fs as pafs
 from divsweep.errors import UserError
 
 REMOTE_SCHEMES = ("s3://", "gs://")
-# How often a remote sweep's journal is copied to its folder (and at every drain and close):
+# How often a remote sweep's journal is copied to its folder (and once more on close):
 # a driver machine lost for good loses at most this much of the journal's tail.
 MIRROR_EVERY_S = 5.0
 PREFLIGHT_DIR = ".divsweep-preflight"
@@ -233,28 +235,25 @@ def _remove_markers(folder: str, token: str) -> None:
 
 
 class Mirror:
-    """Copies local files (the tracker's journal and its applied mark) to a remote folder
-    every MIRROR_EVERY_S, when they changed, and once more on `close`. A driver machine that
-    is lost for good loses at most the last MIRROR_EVERY_S of records that MLflow had not
+    """Copies the files of a local folder (the tracker's journal and its applied mark) to a
+    remote folder every MIRROR_EVERY_S, those that changed, and once more on `close`. A driver
+    machine lost for good loses at most the last MIRROR_EVERY_S of records that MLflow had not
     yet received; a killed driver on a surviving machine loses none (the local journal)."""
 
-    def __init__(self, files: list[Path], folder: str):
-        self.files, self.folder = files, folder
-        self.sent: dict[Path, tuple[int, int]] = {}
+    def __init__(self, local: Path, folder: str):
+        self.local, self.folder = local, folder
+        self.sent: dict[str, tuple[int, int]] = {}
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="divsweep-mirror", daemon=True)
         self.thread.start()
 
     def sync(self) -> None:
-        for local in self.files:
-            try:
-                stat = local.stat()
-            except FileNotFoundError:
-                continue
+        for path in sorted(self.local.iterdir()):
+            stat = path.stat()
             seen = (stat.st_size, stat.st_mtime_ns)
-            if self.sent.get(local) != seen:
-                copy_to(local, join(self.folder, local.name))
-                self.sent[local] = seen
+            if path.is_file() and self.sent.get(path.name) != seen:
+                copy_to(path, join(self.folder, path.name))
+                self.sent[path.name] = seen
 
     def close(self) -> None:
         self.stopping.set()
@@ -263,22 +262,35 @@ class Mirror:
 
     def _loop(self) -> None:
         while not self.stopping.wait(MIRROR_EVERY_S):
-            started = time.monotonic()
-            try:
+            # storage away for a moment: the local journal is whole, a later copy catches up
+            with contextlib.suppress(OSError):
                 self.sync()
-            except OSError:
-                # storage away for a moment: the local journal is whole, the next copy catches up
-                self.stopping.wait(max(0.0, MIRROR_EVERY_S - (time.monotonic() - started)))
 
 
-def fetch_mirror(journal: Path, others: list[Path], folder: str) -> None:
-    """Before a resume: where the mirrored journal is longer than the local one (or there is
-    none here: another machine, another working directory), bring it and `others` (its
-    applied mark) here; a local journal that got further is kept as it is."""
-    local = journal.stat().st_size if journal.is_file() else -1
-    if size(join(folder, journal.name)) <= local:
+def fetch_mirror(folder: str, local: Path, main: str) -> None:
+    """Before a resume: where the mirrored `main` file (the journal) is longer than the local
+    one, or there is none here (another machine, another working directory), bring every
+    mirrored file into `local`; a local journal that got further is kept as it is."""
+    here = local / main
+    if size(join(folder, main)) <= (here.stat().st_size if here.is_file() else -1):
         return
-    for path in [journal, *others]:
-        remote = join(folder, path.name)
-        if size(remote) >= 0:
-            copy_from(remote, path)
+    fs, path = resolve(folder)
+    for info in fs.get_file_info(pafs.FileSelector(path)):
+        if info.type == pafs.FileType.File:
+            copy_from(join(folder, name(info.path)), local / name(info.path))
+
+
+@contextlib.contextmanager
+def local_view(location: str, prefix: str) -> Iterator[str]:
+    """A local folder holding `location`'s files whose names start with `prefix` (the folder
+    itself when it is local): for readers that only open local files, such as Tune's
+    `Searcher.restore_from_dir`."""
+    if not is_remote(location):
+        yield location
+        return
+    fs, path = resolve(location)
+    with tempfile.TemporaryDirectory(prefix="divsweep-") as local:
+        for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+            if info.type == pafs.FileType.File and name(info.path).startswith(prefix):
+                copy_from(join(location, name(info.path)), Path(local) / name(info.path))
+        yield local

@@ -19,6 +19,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from divsweep import tracking
+from divsweep.orchestrator import storage as storage_uri
 from divsweep.orchestrator.search import make_searcher
 from divsweep.orchestrator.spec import SweepSpec
 from divsweep.orchestrator.tracker import (
@@ -91,11 +92,14 @@ def make_tuner(
 
 
 def run_config(
-    spec: SweepSpec, storage: Path, name: str, callbacks: list[tune.Callback]
+    spec: SweepSpec, storage: str | Path, name: str, callbacks: list[tune.Callback]
 ) -> tune.RunConfig:
+    # a path, or s3:// / gs:// (with a filesystem of our own where an endpoint is configured)
+    storage_path, storage_filesystem = storage_uri.tune_path(str(storage))
     return tune.RunConfig(
         name=name,
-        storage_path=str(storage),
+        storage_path=storage_path,
+        storage_filesystem=storage_filesystem,
         failure_config=tune.FailureConfig(max_failures=spec.retries),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
         callbacks=callbacks,
@@ -103,12 +107,17 @@ def run_config(
     )
 
 
-def restore_tuner(spec: SweepSpec, path: Path, function=run_trial) -> tune.Tuner:
+def restore_tuner(spec: SweepSpec, path: str | Path, function=run_trial) -> tune.Tuner:
     """The sweep's Tuner as its last driver left it: trials, searcher state and the callbacks,
     which find this driver's tracker and display in `setup` (see `attach`)."""
     _quiet_tune()
+    path, filesystem = storage_uri.tune_path(str(path))
     return tune.Tuner.restore(
-        str(path), trainable(spec, function), resume_unfinished=True, restart_errored=True
+        path,
+        trainable(spec, function),
+        resume_unfinished=True,
+        restart_errored=True,
+        storage_filesystem=filesystem,
     )
 
 

@@ -59,26 +59,27 @@ def test_mirror_copies_changes_and_resume_fetches_the_longer_journal(
     s3_bucket: str, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.setattr(storage, "MIRROR_EVERY_S", 0.05)
-    journal, mark = tmp_path / "here" / "j.jsonl", tmp_path / "here" / "j.jsonl.applied"
-    journal.parent.mkdir()
-    journal.write_text('{"a": 1}\n')
-    mark.write_text("1")
-    folder = storage.join(s3_bucket, "sweep-1")
-    mirror = storage.Mirror([journal, mark], folder)
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "j.jsonl").write_text('{"a": 1}\n')
+    (here / "j.jsonl.applied").write_text("1")
+    folder = storage.join(s3_bucket, "sweep-1", "journal")
+    mirror = storage.Mirror(here, folder)
     deadline = time.monotonic() + 30
-    while not storage.exists(storage.join(folder, mark.name)) and time.monotonic() < deadline:
+    while not storage.exists(storage.join(folder, "j.jsonl.applied")):
+        assert time.monotonic() < deadline, "the mirror copied nothing within 30 s"
         time.sleep(0.05)
-    with journal.open("a") as f:
+    with (here / "j.jsonl").open("a") as f:
         f.write('{"a": 2}\n')
     mirror.close()  # the last copy is made on close
-    assert storage.read_text(storage.join(folder, journal.name)) == '{"a": 1}\n{"a": 2}\n'
+    assert storage.read_text(storage.join(folder, "j.jsonl")) == '{"a": 1}\n{"a": 2}\n'
 
-    elsewhere = tmp_path / "elsewhere" / journal.name
-    storage.fetch_mirror(elsewhere, [elsewhere.with_name(mark.name)], folder)
-    assert elsewhere.read_text() == journal.read_text()
-    assert elsewhere.with_name(mark.name).read_text() == "1"
+    elsewhere = tmp_path / "elsewhere"  # another machine: nothing local
+    storage.fetch_mirror(folder, elsewhere, "j.jsonl")
+    assert (elsewhere / "j.jsonl").read_text() == (here / "j.jsonl").read_text()
+    assert (elsewhere / "j.jsonl.applied").read_text() == "1"
     # a local journal that got further than the mirror is kept
-    with elsewhere.open("a") as f:
+    with (elsewhere / "j.jsonl").open("a") as f:
         f.write('{"a": 3}\n')
-    storage.fetch_mirror(elsewhere, [], folder)
-    assert elsewhere.read_text().count("\n") == 3
+    storage.fetch_mirror(folder, elsewhere, "j.jsonl")
+    assert (elsewhere / "j.jsonl").read_text().count("\n") == 3
