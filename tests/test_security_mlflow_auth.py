@@ -131,7 +131,8 @@ def test_sweep_logs_no_credentials(auth_server: tuple[str, str], tmp_path: Path)
             mp.setenv(key, value)
         AuthServiceClient(uri).create_user("divsweep-bot", password)
 
-    spec = write_spec(tmp_path, tiny_spec(tmp_path, name="creds", axes={"data.n_instructions": [4]}))
+    raw = tiny_spec(tmp_path, name="creds", axes={"data.n_instructions": [4]})
+    spec = write_spec(tmp_path, raw)
     env = {**os.environ, "MLFLOW_TRACKING_USERNAME": "divsweep-bot"}
     env["MLFLOW_TRACKING_PASSWORD"] = password
     result = subprocess.run(
