@@ -96,15 +96,25 @@ def status(
     experiment: str | None = typer.Argument(None, help="One sweep; default: every sweep."),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help=TRACKING_HELP),
     storage_path: str | None = typer.Option(None, "--storage-path", help=LOCATE_HELP),
+    watch: bool = typer.Option(
+        False, "--watch", help="Refresh in place until the sweep ends (exit 1 if trials failed)."
+    ),
 ) -> None:
     """Trials by state, best accuracy so far, progress and ETA (read from MLflow)."""
     from rich.console import Console
 
     from divsweep.orchestrator.status import sweep_names, sweep_status, table
+    from divsweep.orchestrator.status import watch as watch_sweep
     from divsweep.tracking import absolute_uri, check_reachable
 
+    if watch and experiment is None:
+        raise UserError("status --watch: name the sweep to watch (EXPERIMENT)")
     tracking_uri = _tracking_uri(experiment, tracking_uri, storage_path)
     check_reachable(absolute_uri(tracking_uri))
+    if watch:
+        if watch_sweep(experiment, tracking_uri).counts.get("failed"):
+            raise typer.Exit(FAILED_EXIT)
+        return
 
     names = [experiment] if experiment else sweep_names(tracking_uri)
     if not names:

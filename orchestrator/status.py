@@ -1,10 +1,12 @@
-"""`divsweep status`: where a sweep stands, read from MLflow (works while it runs elsewhere)."""
+"""`divsweep status`: where a sweep stands, read from MLflow (works while it runs elsewhere);
+`--watch` refreshes it in place until the sweep ends."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
+from rich.console import Console, Group
 from rich.table import Table
 
 from divsweep import tracking
@@ -12,6 +14,17 @@ from divsweep.errors import UserError
 
 STATES = ("running", "finished", "stopped", "failed")
 DONE = ("finished", "stopped", "failed")
+SLOWEST = 5  # trials listed by `--watch`
+WATCH_EVERY_S = 2.0
+
+
+@dataclass(frozen=True)
+class TrialTime:
+    name: str
+    state: str
+    elapsed_s: float  # since the run started: until now while it runs, else until it ended
+    step: float | None
+    tokens_per_s: float | None
 
 
 @dataclass(frozen=True)
@@ -24,6 +37,7 @@ class SweepStatus:
     best_unseen: float | None
     elapsed_s: float
     eta_s: float | None
+    slowest: tuple[TrialTime, ...] = ()  # the longest-running trials, longest first
 
     @property
     def done(self) -> int:
@@ -57,7 +71,60 @@ def sweep_status(experiment: str, tracking_uri: str) -> SweepStatus:
         best_unseen=_best(runs, "unseen/exact_match"),
         elapsed_s=elapsed,
         eta_s=eta,
+        slowest=_slowest(runs),
     )
+
+
+def _slowest(runs) -> tuple[TrialTime, ...]:
+    now_ms = time.time() * 1000
+    times = [
+        TrialTime(
+            name=r.info.run_name,
+            state=r.data.tags.get(tracking.STATUS, "running"),
+            elapsed_s=((r.info.end_time or now_ms) - r.info.start_time) / 1000,
+            step=r.data.metrics.get("step"),
+            tokens_per_s=r.data.metrics.get("output_tokens_per_s"),
+        )
+        for r in runs
+    ]
+    return tuple(sorted(times, key=lambda t: t.elapsed_s, reverse=True)[:SLOWEST])
+
+
+def watch(
+    experiment: str,
+    tracking_uri: str,
+    every_s: float = WATCH_EVERY_S,
+    console: Console | None = None,
+) -> SweepStatus:
+    """Show the sweep's status, refreshed every `every_s` seconds (Rich Live) until its parent
+    run is no longer running; the last status."""
+    from rich.live import Live
+
+    current = sweep_status(experiment, tracking_uri)
+    with Live(watch_view(current), console=console, auto_refresh=False) as live:
+        while current.state == "running":
+            time.sleep(every_s)
+            current = sweep_status(experiment, tracking_uri)
+            live.update(watch_view(current), refresh=True)
+    return current
+
+
+def watch_view(status: SweepStatus) -> Group:
+    """The sweep's row (as `divsweep status` shows it) and its slowest trials."""
+    slow = Table(title="slowest trials", title_justify="left")
+    slow.add_column("trial", no_wrap=True)
+    slow.add_column("state", no_wrap=True)
+    for column in ("elapsed", "step", "output tokens/s"):
+        slow.add_column(column, justify="right")
+    for t in status.slowest:
+        slow.add_row(
+            t.name,
+            t.state,
+            _duration(t.elapsed_s),
+            "-" if t.step is None else f"{t.step:.0f}",
+            "-" if t.tokens_per_s is None else f"{t.tokens_per_s:,.0f}",
+        )
+    return Group(table([status]), slow)
 
 
 def _done(counts: dict[str, int]) -> int:
