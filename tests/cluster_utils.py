@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -52,6 +53,7 @@ class LocalCluster:
     temp_dir: Path
     head: subprocess.Popen
     worker: subprocess.Popen
+    dashboard: str = ""  # http://host:port of the head's dashboard (and its Jobs API)
 
     def env(self, with_token: bool = True) -> dict[str, str]:
         return client_env(self.token if with_token else None, self.temp_dir / "home")
@@ -127,9 +129,15 @@ def _group_members(pgid: int) -> list[psutil.Process]:
 
 
 def _start_node(
-    args: list[str], env: dict[str, str], log: Path, timeout_s: float
+    args: list[str],
+    env: dict[str, str],
+    log: Path,
+    timeout_s: float,
+    private: tuple[Path, ...] = (),
 ) -> subprocess.Popen:
     cmd = [RAY, "start", "--block", "--disable-usage-stats", *args]
+    if private:
+        cmd = _in_own_mount_namespace(cmd, private)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -145,6 +153,17 @@ def _start_node(
     raise RuntimeError(f"`{' '.join(cmd)}` not up within {timeout_s} s:\n{log.read_text()}")
 
 
+def _in_own_mount_namespace(cmd: list[str], private: tuple[Path, ...]) -> list[str]:
+    """`cmd` in a mount namespace of its own, with an empty tmpfs over each of `private`: the
+    node sees none of this machine's files there, as a node on another machine would not
+    (we are root; `exec` keeps the node's pid, so it still leads its process group)."""
+    for folder in private:
+        folder.mkdir(parents=True, exist_ok=True)
+    mounts = " && ".join(f"mount -t tmpfs tmpfs {shlex.quote(str(p))}" for p in private)
+    script = f'{mounts} && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *cmd]
+
+
 def _node_ports() -> list[str]:
     """Fixed free ports for the per-node agents, so two nodes on one host never collide."""
     return [
@@ -157,15 +176,23 @@ def _node_ports() -> list[str]:
 
 
 def start_local_cluster(
-    num_cpus: int = 1, num_gpus: int = 0, token: str | None = None, timeout_s: float = 90.0
+    num_cpus: int = 1,
+    num_gpus: int = 0,
+    token: str | None = None,
+    timeout_s: float = 90.0,
+    worker_private: tuple[Path, ...] = (),
+    env_extra: dict[str, str] | None = None,
 ) -> LocalCluster:
-    """Start head + one worker node with token auth; the caller must call `.stop()`."""
+    """Start head + one worker node with token auth; the caller must call `.stop()`.
+    `worker_private`: folders the worker node sees as empty (its own mount namespace), as a
+    node without a shared filesystem would. `env_extra`: more environment for both nodes
+    (e.g. object-storage credentials, as an instance role gives each node)."""
     token = token or secrets.token_hex(32)
     # Short path: Ray puts Unix sockets under it and socket paths are limited to ~107 bytes.
     temp_dir = Path(tempfile.mkdtemp(prefix="dsr", dir="/tmp"))
     (temp_dir / "home").mkdir()
-    env = client_env(token, temp_dir / "home")
-    port = free_port()
+    env = {**client_env(token, temp_dir / "home"), **(env_extra or {})}
+    port, dashboard_port = free_port(), free_port()
     address = f"127.0.0.1:{port}"
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", str(num_cpus)]
     common += ["--num-gpus", str(num_gpus)]
@@ -174,20 +201,22 @@ def start_local_cluster(
         head = _start_node(
             [
                 "--head", "--port", str(port), "--temp-dir", str(temp_dir),
-                "--dashboard-host", "127.0.0.1", "--dashboard-port", str(free_port()),
+                "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port),
                 *common, *_node_ports(),
             ],
             env, temp_dir / "head.log", timeout_s,
         )  # fmt: skip
         worker = _start_node(
-            ["--address", address, *common, *_node_ports()], env, temp_dir / "worker.log", timeout_s
-        )
+            ["--address", address, *common, *_node_ports()],
+            env, temp_dir / "worker.log", timeout_s, tuple(worker_private),
+        )  # fmt: skip
     except BaseException:
         if head is not None:
             _stop_group(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise
-    return LocalCluster(address, token, temp_dir, head, worker)
+    dashboard = f"http://127.0.0.1:{dashboard_port}"
+    return LocalCluster(address, token, temp_dir, head, worker, dashboard)
 
 
 @contextmanager
