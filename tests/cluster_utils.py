@@ -52,7 +52,7 @@ class LocalCluster:
     token: str
     temp_dir: Path
     head: subprocess.Popen
-    worker: subprocess.Popen
+    worker: subprocess.Popen | None  # None: a head-only cluster
     dashboard: str = ""  # http://host:port of the head's dashboard (and its Jobs API)
 
     def env(self, with_token: bool = True) -> dict[str, str]:
@@ -74,7 +74,8 @@ class LocalCluster:
     def stop(self) -> None:
         # Worker first, so the head does not spend the shutdown waiting on a dead peer.
         for proc in (self.worker, self.head):
-            _stop_group(proc)
+            if proc is not None:
+                _stop_group(proc)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
@@ -182,6 +183,7 @@ def start_local_cluster(
     timeout_s: float = 90.0,
     worker_private: tuple[Path, ...] = (),
     env_extra: dict[str, str] | None = None,
+    with_worker: bool = True,
 ) -> LocalCluster:
     """Start head + one worker node with token auth; the caller must call `.stop()`.
     `worker_private`: folders the worker node sees as empty (its own mount namespace), as a
@@ -206,7 +208,7 @@ def start_local_cluster(
             ],
             env, temp_dir / "head.log", timeout_s,
         )  # fmt: skip
-        worker = _start_node(
+        worker = None if not with_worker else _start_node(
             ["--address", address, *common, *_node_ports()],
             env, temp_dir / "worker.log", timeout_s, tuple(worker_private),
         )  # fmt: skip

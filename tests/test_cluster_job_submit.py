@@ -25,7 +25,9 @@ def test_job_submit_runs_a_sweep_on_the_cluster(tmp_path: Path) -> None:
     raw = tiny_spec(tmp_path, name="job-sweep")
     (job_dir / "spec.yaml").write_text(yaml.safe_dump(raw))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    with local_cluster(num_cpus=1) as cluster:
+    # head only: two nodes of this machine share one Ray temp dir, and the second node's
+    # runtime-env agent would delete the job's unpacked working dir, the head driver's cwd
+    with local_cluster(num_cpus=2, with_worker=False) as cluster:
         env = {**cluster.env(), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
         cmd = [
             RAY, "job", "submit", "--address", cluster.dashboard, "--working-dir", str(job_dir),
