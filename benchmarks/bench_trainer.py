@@ -1,4 +1,5 @@
-"""Trainer: Lightning overhead vs a plain PyTorch loop, batched KV-cache decode vs one by one.
+"""Trainer: Lightning overhead vs a plain PyTorch loop, batched KV-cache decode vs one by one,
+the trial's system-metrics sampler running vs not.
 
 `python -m benchmarks bench_trainer`. Both sides of each ratio run in this one process on the
 same model, data and batch size, interleaved and repeated (best of N: the machine is shared).
@@ -8,6 +9,7 @@ On a GPU it also measures the bf16 trial throughput and its model FLOPs utilisat
 from __future__ import annotations
 
 import itertools
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,10 +27,15 @@ from divsweep.trainer.decode import greedy_decode
 from divsweep.trainer.evaluate import score
 from divsweep.trainer.fit import build_trainer, quiet_lightning
 from divsweep.trainer.module import TrialModule
+from divsweep.workers.sysmetrics import DEFAULT_INTERVAL_S, Sampler
 
 CONFIG = Path(__file__).parents[1] / "configs" / "trial-tiny.yaml"
 STEPS = 150
 REPEATS = 3
+# The sampler's cost, bounded from above: sampled 10x as often as a trial samples by default
+# (workers/sysmetrics.py: every 5 s), so that the 150-step window (seconds) holds samples.
+SAMPLE_EVERY_S = 0.5
+SAMPLED_REPEATS = 8  # pairs, alternating order (a b, b a, ...)
 H100_BF16_DENSE_FLOPS = 989e12  # peak used for MFU; other GPUs are reported against it too
 
 
@@ -73,13 +80,21 @@ def clock() -> float:
     return time.process_time()
 
 
-def lightning_tokens_per_s(cfg: TrialConfig, dm: TrialDataModule, accelerator: str) -> float:
-    """The trial's Lightning loop (`fit` minus evaluation), timed by a callback."""
+def lightning_tokens_per_s(
+    cfg: TrialConfig, dm: TrialDataModule, accelerator: str, sample_every: float = 0
+) -> float:
+    """The trial's Lightning loop (`fit` minus evaluation), timed by a callback; with
+    `sample_every` > 0, while a trial's system-metrics sampler runs at that interval (on the
+    CPU the clock is the process's CPU time, so it counts the sampler thread's too)."""
     quiet_lightning()
     torch.manual_seed(cfg.seed)
     timer = Clock()
     trainer = build_trainer(cfg, STEPS, accelerator, [timer])
-    trainer.fit(TrialModule(cfg, len(VOCAB), STEPS), datamodule=dm)
+    gpu_ids = ["0"] if accelerator == "gpu" else []
+    with Sampler(gpu_ids, interval=sample_every) as sampler:
+        trainer.fit(TrialModule(cfg, len(VOCAB), STEPS), datamodule=dm)
+    if sample_every > 0 and not sampler.samples:
+        raise RuntimeError("the sampler took no sample in the timed window")
     return timer.tokens / (timer.end - timer.start)
 
 
@@ -125,6 +140,31 @@ def decode_examples_per_s(
     return batched, single
 
 
+def sampler_figures(cfg: TrialConfig, dm: TrialDataModule) -> dict[str, tuple[float, str]]:
+    """The trial's Lightning loop with its system-metrics sampler running vs without, and what
+    one sample costs (CPU time), as a share of a trial at the default interval."""
+    # per pair, sampled / unsampled, back to back in alternating order; the median pair: on
+    # this shared box one run's throughput swings by tens of percent (neighbours), a pair's less
+    ratios, sampled = [], []
+    for i in range(SAMPLED_REPEATS):
+        order = (0, SAMPLE_EVERY_S) if i % 2 == 0 else (SAMPLE_EVERY_S, 0)
+        pair = {every: lightning_tokens_per_s(cfg, dm, "cpu", every) for every in order}
+        ratios.append(pair[SAMPLE_EVERY_S] / pair[0])
+        sampled.append(pair[SAMPLE_EVERY_S])
+    sampler, n = Sampler([], interval=DEFAULT_INTERVAL_S), 1000
+    start = time.process_time()
+    for _ in range(n):
+        sampler.sample()
+    per_sample = (time.process_time() - start) / n
+    return {
+        "trainer.cpu.sampled_output_tokens_per_s": (max(sampled), ""),
+        "trainer.cpu.sampled_over_unsampled_throughput": (statistics.median(ratios), ">= 0.98"),
+        "trainer.sysmetrics_sample_cpu_ms": (per_sample * 1000, ""),
+        # of one core, sampling every 5 s as a trial does
+        "trainer.sysmetrics_percent_of_one_core": (100 * per_sample / DEFAULT_INTERVAL_S, "<= 2"),
+    }
+
+
 def flops_per_token(cfg: TrialConfig, seq_len: int) -> float:
     """Training FLOPs per token: 6 x non-embedding params + attention (PaLM appendix B)."""
     m = cfg.model
@@ -144,6 +184,7 @@ def main() -> None:
             lightning.append(lightning_tokens_per_s(cfg, dm, "cpu"))
             plain.append(plain_tokens_per_s(cfg, dm, "cpu"))
         figures["trainer.cpu.lightning_output_tokens_per_s"] = (max(lightning), "")
+        figures |= sampler_figures(cfg, dm)
         figures["trainer.cpu.plain_output_tokens_per_s"] = (max(plain), "")
         figures["trainer.cpu.lightning_over_plain_throughput"] = (
             max(lightning) / max(plain),
@@ -158,6 +199,7 @@ def main() -> None:
             gpu = bench_config("gpu")
             dm = TrialDataModule.attach(data, gpu.train, gpu.seed)
             tokens_per_s = lightning_tokens_per_s(gpu, dm, "gpu")
+            sampled_gpu = lightning_tokens_per_s(gpu, dm, "gpu", SAMPLE_EVERY_S)
             plain_gpu = plain_tokens_per_s(gpu, dm, "cuda")
             lengths = (dm.train_set.prompt_lens + dm.train_set.target_lens).float()
             # every sequence position costs compute, only output tokens count as throughput
@@ -167,6 +209,10 @@ def main() -> None:
             figures["trainer.gpu.lightning_over_plain_throughput"] = (
                 tokens_per_s / plain_gpu,
                 ">= 0.95",
+            )
+            figures["trainer.gpu.sampled_over_unsampled_throughput"] = (
+                sampled_gpu / tokens_per_s,
+                ">= 0.98",
             )
             figures["trainer.gpu.mfu"] = (flops / H100_BF16_DENSE_FLOPS, "")
             batched, single = decode_examples_per_s(gpu, dm, "cuda")
