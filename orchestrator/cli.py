@@ -167,6 +167,14 @@ def _report(sweep) -> None:
         typer.echo("report module not installed; skipping the report", err=True)
         return
     typer.echo(f"report: {path}")
+    import pandas as pd
+
+    from divsweep.orchestrator.report.findings import transition_line
+
+    # the report's own summary table, so the terminal says what the report says
+    line = transition_line(pd.read_parquet(path.parent / "summary.parquet"))
+    if line:
+        typer.echo(line)
 
 
 def register(app: typer.Typer) -> None:

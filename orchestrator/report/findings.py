@@ -118,6 +118,27 @@ def has_op_sentence(cells: pd.DataFrame) -> str | None:
     )
 
 
+def transition_line(cells: pd.DataFrame) -> str | None:
+    """The one line a sweep ends on: unseen-rule exact match at the fewest and the most
+    instructions of the main grid (on inputs the rule changes when there are no-ops), and the
+    range of seen-rule exact match across it; None with fewer than two instruction counts."""
+    ref = reference_slice(cells)
+    metric = generalization_metric(ref)
+    budget = main_budget(cells)
+    ref = ref[ref["total_examples"] == budget].dropna(subset=[metric, SEEN])
+    if ref["n_instructions"].nunique() < 2:
+        return None
+    per_i = ref.groupby("n_instructions")[[metric, SEEN]].mean()
+    lo, hi = per_i.index.min(), per_i.index.max()
+    inputs = "inputs the rule changes" if metric == APPLIED else "all inputs"
+    return (
+        f"Transition at a budget of {_n(budget)} examples: unseen-rule exact match on {inputs} "
+        f"{per_i.loc[lo, metric]:.2f} with {_n(lo)} instructions, {per_i.loc[hi, metric]:.2f} "
+        f"with {_n(hi)}; seen-rule exact match {per_i[SEEN].min():.2f}–{per_i[SEEN].max():.2f} "
+        "across the grid."
+    )
+
+
 def headline(sweep: Sweep, cells: pd.DataFrame, fits: list[Transition]) -> list[str]:
     out = []
     if cells.dropna(subset=[UNSEEN]).empty:
@@ -154,6 +175,9 @@ def headline(sweep: Sweep, cells: pd.DataFrame, fits: list[Transition]) -> list[
             f"; with {_n(hi['n_instructions'].iloc[0])} it is "
             f"{hi[SEEN].mean():.2f}/{hi[UNSEEN].mean():.2f}."
         )
+    line = transition_line(cells)
+    if line:
+        out.append(line)
     has_op = has_op_sentence(cells)
     if has_op:
         out.append(has_op)
