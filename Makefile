@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/divsweep run configs/smoke.yaml
+	$(BIN)/divsweep run configs/demo.yaml
 
 # Exit code 5 (no tests collected) is not a failure.
 test: $(STAMP)
