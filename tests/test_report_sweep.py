@@ -8,6 +8,7 @@ import math
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,12 @@ from mlflow.tracking import MlflowClient
 
 from divsweep.errors import UserError
 from divsweep.orchestrator.report import SECTION_IDS, write_report
-from divsweep.orchestrator.report.aggregate import aggregate
-from divsweep.orchestrator.report.collect import collect
+from divsweep.orchestrator.report.aggregate import aggregate, metric_counts
+from divsweep.orchestrator.report.collect import collect, examples
 from divsweep.orchestrator.report.frontier import least_examples, pareto
-from divsweep.orchestrator.report.transition import estimate
+from divsweep.orchestrator.report.intervals import NO_INTERVAL, SEEDS_AND_RULES, SEEDS_ONLY
+from divsweep.orchestrator.report.transition import RULES_ONLY, SEEDS_THEN_RULES, estimate
+from divsweep.trainer import predictions
 
 MIDPOINT = 100.0  # n_instructions where the synthetic unseen accuracy is halfway up
 MLFLOW_STATUS = {"finished": "FINISHED", "failed": "FAILED", "stopped": "KILLED"}
@@ -126,18 +129,49 @@ def log_sweep(tracking_uri: str, name: str, trials: list[dict], n_trials: int | 
         client.log_batch(
             run.info.run_id, metrics=metrics, params=[Param(k, v) for k, v in params.items()]
         )
+        if "examples" in t:
+            folder = Path(tempfile.mkdtemp())
+            path = predictions.write(t["examples"], folder)
+            client.log_artifact(run.info.run_id, str(path), predictions.ARTIFACT_DIR)
         if t["status"] != "running":
             client.set_terminated(run.info.run_id, MLFLOW_STATUS[t["status"]])
     return parent.info.run_id
 
 
-def logistic_sweep(seeds: int = 3, noise: float = 0.02) -> list[dict]:
+N_RULES, PER_RULE = 40, 10
+
+
+def with_examples(t: dict, rng: np.random.Generator, rule_effects: np.ndarray) -> dict:
+    """Give a synthetic trial per-example unseen predictions around its unseen accuracy (rules
+    shared by every trial, as a sweep's eval set is); its metric becomes their mean."""
+    logit = np.log(
+        np.clip(t["unseen"], 1e-3, 1 - 1e-3) / (1 - np.clip(t["unseen"], 1e-3, 1 - 1e-3))
+    )
+    p = 1 / (1 + np.exp(-(logit + rule_effects)))
+    correct = rng.random((PER_RULE, N_RULES)) < p
+    n = correct.size
+    t["examples"] = {
+        "split": ["unseen"] * n,
+        "rule_id": np.tile(np.arange(N_RULES), PER_RULE).tolist(),
+        "input": ["abc"] * n,
+        "target": ["abd"] * n,
+        "prediction": np.where(correct.ravel(), "abd", "abc").tolist(),
+        "correct": correct.ravel().tolist(),
+        "applied": [True] * n,
+    }
+    t["unseen"] = float(correct.mean())
+    return t
+
+
+def logistic_sweep(seeds: int = 3, noise: float = 0.02, per_example: bool = False) -> list[dict]:
     rng = np.random.default_rng(7)
-    return [
+    rules = rng.normal(0, 0.3, N_RULES)
+    trials = [
         trial(i, float(np.clip(true_unseen(i) + rng.normal(0, noise), 0, 1)), seed=s)
         for i in (10, 20, 50, 100, 200, 500, 1000)
         for s in range(seeds)
     ]
+    return [with_examples(t, rng, rules) for t in trials] if per_example else trials
 
 
 # ------------------------------------------------------------------ aggregation
@@ -163,42 +197,65 @@ def test_means_and_cis_match_hand_computed_values(tracking_uri: str) -> None:
     sweep = collect("agg", tracking_uri)
     assert len(sweep.trials) == 8
     cells = aggregate(sweep.trials, ["unseen_exact_match"]).set_index("n_instructions")
-    # I=10: mean of {0.2, 0.4}; bootstrap means of two values are 0.2/0.3/0.4 with
-    # probabilities 1/4, 1/2, 1/4, so the 2.5th and 97.5th percentiles are the extremes.
+    # I=10: mean of {0.2, 0.4}; two seeds get no interval (it would be 12.7 s.e. wide), only
+    # the seeds' values.
     assert cells.loc[10, "n_seeds"] == 2
     assert cells.loc[10, "unseen_exact_match"] == pytest.approx(0.3)
-    assert cells.loc[10, "unseen_exact_match_lo"] == pytest.approx(0.2)
-    assert cells.loc[10, "unseen_exact_match_hi"] == pytest.approx(0.4)
+    assert np.isnan(cells.loc[10, "unseen_exact_match_lo"])
+    assert cells.loc[10, "unseen_exact_match_interval"] == NO_INTERVAL
+    assert cells.loc[10, "unseen_exact_match_seeds"] == "0.20, 0.40"
     # I=100: seeds {0.7, 0.5} (the duplicate's running value 0.1 is dropped).
     assert cells.loc[100, "unseen_exact_match"] == pytest.approx(0.6)
-    assert cells.loc[100, "unseen_exact_match_lo"] == pytest.approx(0.5)
-    assert cells.loc[100, "unseen_exact_match_hi"] == pytest.approx(0.7)
-    # I=1000: three equal seeds → a zero-width interval at the value.
+    assert cells.loc[100, "unseen_exact_match_seeds"] == "0.70, 0.50"
+    # I=1000: three equal seeds → a zero-width interval at the value, over seeds only (no
+    # per-example predictions were logged).
     assert cells.loc[1000, "unseen_exact_match"] == pytest.approx(0.8)
     assert cells.loc[1000, ["unseen_exact_match_lo", "unseen_exact_match_hi"]].tolist() == (
         pytest.approx([0.8, 0.8])
     )
+    assert cells.loc[1000, "unseen_exact_match_interval"] == SEEDS_ONLY
     # best-so-far comes from the history: the curve rises to the final value.
     assert sweep.trials["best_unseen_exact_match"].tolist() == pytest.approx(
         sweep.trials["unseen_exact_match"].tolist()
     )
 
 
-def test_single_seed_ci_collapses_to_point(tracking_uri: str) -> None:
+def test_single_seed_gets_no_interval(tracking_uri: str) -> None:
     log_sweep(tracking_uri, "one-seed", [trial(10, 0.3), trial(100, 0.6)])
     cells = aggregate(collect("one-seed", tracking_uri).trials, ["unseen_exact_match"])
-    assert (cells["unseen_exact_match_lo"] == cells["unseen_exact_match"]).all()
-    assert (cells["unseen_exact_match_hi"] == cells["unseen_exact_match"]).all()
+    assert cells["unseen_exact_match_lo"].isna().all()
+    assert cells["unseen_exact_match_hi"].isna().all()
 
 
-def test_bootstrap_ci_close_to_normal_theory_for_many_seeds(tracking_uri: str) -> None:
+def test_many_seeds_without_predictions_get_the_t_interval(tracking_uri: str) -> None:
     values = np.random.default_rng(1).normal(0.5, 0.1, size=30).clip(0, 1)
     log_sweep(tracking_uri, "many", [trial(10, float(v), seed=s) for s, v in enumerate(values)])
     cell = aggregate(collect("many", tracking_uri).trials, ["unseen_exact_match"]).iloc[0]
-    half = 1.96 * values.std(ddof=1) / np.sqrt(values.size)
+    half = 2.04523 * values.std(ddof=1) / np.sqrt(values.size)  # t(0.975, 29)
     assert cell["unseen_exact_match"] == pytest.approx(values.mean())
-    assert cell["unseen_exact_match_lo"] == pytest.approx(values.mean() - half, abs=0.01)
-    assert cell["unseen_exact_match_hi"] == pytest.approx(values.mean() + half, abs=0.01)
+    assert cell["unseen_exact_match_lo"] == pytest.approx(values.mean() - half, abs=1e-4)
+    assert cell["unseen_exact_match_hi"] == pytest.approx(values.mean() + half, abs=1e-4)
+
+
+def test_per_example_predictions_add_the_rules_to_cell_intervals(tracking_uri: str) -> None:
+    """Logged predictions are read back; with them a cell's interval also covers the shared
+    evaluation rules, and a two-seed cell lists each seed with its within-trial interval."""
+    log_sweep(tracking_uri, "rules", logistic_sweep(seeds=3, per_example=True))
+    sweep = collect("rules", tracking_uri)
+    rows = examples(tracking_uri, sweep.trials["run_id"])
+    assert len(rows) == len(sweep.trials) * N_RULES * PER_RULE
+    by_trial = rows.groupby("run_id")["correct"].mean()
+    assert by_trial.to_dict() == pytest.approx(
+        sweep.trials.set_index("run_id")["unseen_exact_match"].to_dict()
+    )
+    cells = aggregate(sweep.trials, ["unseen_exact_match"], rows)
+    assert (cells["unseen_exact_match_interval"] == SEEDS_AND_RULES).all()
+    assert (cells["unseen_exact_match_lo"] <= cells["unseen_exact_match"]).all()
+    assert (cells["unseen_exact_match"] <= cells["unseen_exact_match_hi"]).all()
+    two = sweep.trials[sweep.trials["seed"] < 2]
+    cell = aggregate(two, ["unseen_exact_match"], rows).iloc[0]
+    assert re.fullmatch(r"0\.\d\d \[0\.\d\d–0\.\d\d\], 0\.\d\d \[0\.\d\d–0\.\d\d\]",
+                        cell["unseen_exact_match_seeds"])  # fmt: skip
 
 
 # ------------------------------------------------------------------ frontier
@@ -234,31 +291,37 @@ def test_frontier_matches_hand_computed_values(tracking_uri: str) -> None:
 # ------------------------------------------------------------------ transition
 
 
+def _fit_from_mlflow(tracking_uri: str, name: str):
+    sweep = collect(name, tracking_uri)
+    counts = metric_counts(examples(tracking_uri, sweep.trials["run_id"]), "unseen_exact_match")
+    return estimate(sweep.trials, counts)
+
+
 def test_transition_recovers_known_midpoint(tracking_uri: str) -> None:
-    log_sweep(tracking_uri, "logistic", logistic_sweep())
-    result = estimate(collect("logistic", tracking_uri).trials)
-    assert result is not None and not result.single_seed
+    log_sweep(tracking_uri, "logistic", logistic_sweep(per_example=True))
+    result = _fit_from_mlflow(tracking_uri, "logistic")
+    assert result is not None and result.interval_method == SEEDS_THEN_RULES
     assert result.midpoint == pytest.approx(MIDPOINT, rel=0.15)
-    # The interval brackets the estimate and stays near the truth; with three seeds a percentile
-    # bootstrap is narrow, so it need not cover the true midpoint exactly.
-    assert result.ci_low <= result.midpoint <= result.ci_high
-    assert result.ci_low > 0.7 * MIDPOINT and result.ci_high < 1.4 * MIDPOINT
+    assert result.ci_low <= MIDPOINT <= result.ci_high
+    assert result.ci_low > 0.5 * MIDPOINT and result.ci_high < 2 * MIDPOINT
     assert result.low == pytest.approx(0.05, abs=0.05)
     assert result.high == pytest.approx(0.95, abs=0.05)
 
 
-def test_transition_with_one_seed_reports_no_interval(tracking_uri: str) -> None:
-    log_sweep(tracking_uri, "logistic1", logistic_sweep(seeds=1, noise=0.0))
-    result = estimate(collect("logistic1", tracking_uri).trials)
-    assert result is not None and result.single_seed
-    assert result.midpoint == pytest.approx(MIDPOINT, rel=0.05)
-    assert result.ci_low == result.ci_high == pytest.approx(result.midpoint)
+def test_transition_with_one_seed_resamples_rules_only(tracking_uri: str) -> None:
+    log_sweep(tracking_uri, "logistic1", logistic_sweep(seeds=1, noise=0.0, per_example=True))
+    result = _fit_from_mlflow(tracking_uri, "logistic1")
+    assert result is not None and result.interval_method == RULES_ONLY
+    assert result.midpoint == pytest.approx(MIDPOINT, rel=0.15)
+    assert result.ci_low <= result.midpoint <= result.ci_high
 
 
-def test_transition_needs_three_levels(tracking_uri: str) -> None:
-    log_sweep(tracking_uri, "two", [trial(10, 0.1, seed=s) for s in range(3)]
-              + [trial(1000, 0.9, seed=s) for s in range(3)])  # fmt: skip
-    assert estimate(collect("two", tracking_uri).trials) is None
+def test_transition_needs_more_levels_than_parameters(tracking_uri: str) -> None:
+    rng, rules = np.random.default_rng(0), np.zeros(N_RULES)
+    trials = [with_examples(trial(i, true_unseen(i), seed=s), rng, rules)
+              for i in (10, 30, 100, 1000) for s in range(3)]  # fmt: skip
+    log_sweep(tracking_uri, "four", trials)
+    assert _fit_from_mlflow(tracking_uri, "four") is None
 
 
 # ------------------------------------------------------------------ whole report
@@ -271,7 +334,7 @@ def section(html: str, sid: str) -> str:
 
 
 def test_report_of_a_complete_sweep(tracking_uri: str, tmp_path: Path) -> None:
-    parent = log_sweep(tracking_uri, "complete", logistic_sweep())
+    parent = log_sweep(tracking_uri, "complete", logistic_sweep(per_example=True))
     html_path = write_report("complete", tracking_uri, tmp_path / "out")
     html = html_path.read_text()
     md = (tmp_path / "out" / "report.md").read_text()
@@ -280,7 +343,9 @@ def test_report_of_a_complete_sweep(tracking_uri: str, tmp_path: Path) -> None:
         assert f'<a id="{sid}"></a>' in md
     assert "PARTIAL" not in html and "PARTIAL" not in md
     findings = section(html, "findings")
-    assert re.search(r"midpoint is crossed at ~(\d+) instructions \(95% CI (\d+)–(\d+)\)", findings)
+    assert re.search(r"midpoint ~(\d+) instructions \(95% interval (\d+)–(\d+), seeds", findings)
+    assert re.search(r"the transition lies between (\d+) instructions .* and (\d+)", findings)
+    assert "I_min: the smallest n_instructions" in findings
     # Absent data is one line, not a failure.
     assert "No power-law trials" in section(html, "long-tail")
     assert "does not vary data.task.p_pattern_present" in section(html, "no-op")
@@ -323,7 +388,7 @@ def test_failed_trials_are_listed_and_report_still_written(
     assert "deadbeefdeadbeef" in failed and "cafecafecafecafe" in failed
     assert failed.count("<tr>") == 3  # header + two rows
     assert "1 trial(s) failed and 1 were stopped early" in section(html, "findings")
-    assert "single seed: no confidence interval" in section(html, "findings")
+    assert "No logistic fit of the transition" in section(html, "findings")
 
 
 def test_unknown_experiment_is_a_user_error(tracking_uri: str, tmp_path: Path) -> None:

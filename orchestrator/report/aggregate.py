@@ -1,42 +1,59 @@
-"""Mean over seeds with a 95% percentile-bootstrap confidence interval, per grid cell."""
+"""Mean over seeds per grid cell, with an interval whose method its label states
+(intervals.py), and the seeds themselves."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from divsweep.orchestrator.report.intervals import (
+    NO_INTERVAL,
+    WITHIN_TRIAL,
+    cell_interval,
+    rule_counts,
+    trial_interval,
+)
+from divsweep.trainer import predictions
+
 # One grid cell = every resolved axis except the seed.
 CELL = ["distribution", "alpha", "p_pattern_present", "total_examples", "n_instructions",
         "examples_per_instruction"]  # fmt: skip
 # Early-stopped and running trials did not train to the end; averaging them in would mix budgets.
 AGGREGATED_STATUSES = ("finished",)
-N_RESAMPLES = 2000
-CONFIDENCE = 0.95
 
 
-def bootstrap_ci(
-    values: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = 0
-) -> tuple[float, float]:
-    """Seeded percentile bootstrap of the mean. One value (one seed) gives the point itself."""
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        return (np.nan, np.nan)
-    if values.size == 1:
-        return (float(values[0]), float(values[0]))
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(n_resamples, values.size), replace=True).mean(axis=1)
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return (float(low), float(high))
+def metric_counts(examples: pd.DataFrame | None, metric: str) -> pd.DataFrame | None:
+    """Per trial and rule (`run_id`, `rule_id`, `n`, `k`) of a metric, or None where no
+    per-example predictions back it."""
+    rows = None if examples is None or examples.empty else predictions.for_metric(examples, metric)
+    return None if rows is None or rows.empty else rule_counts(rows)
 
 
-def aggregate(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """One row per grid cell: `n_seeds`, and `<metric>`, `<metric>_lo`, `<metric>_hi` for each."""
+def _seeds_text(group: pd.DataFrame, metric: str, counts: pd.DataFrame | None) -> str:
+    """Each seed's value, with its within-trial interval where predictions back it."""
+    parts = []
+    for run_id, value in zip(group["run_id"], group[metric], strict=True):
+        if not np.isfinite(value):
+            continue
+        own = None if counts is None else counts[counts["run_id"] == run_id]
+        ci = trial_interval(own) if own is not None and len(own) else None
+        parts.append(f"{value:.2f}" + (f" [{ci.low:.2f}–{ci.high:.2f}]" if ci else ""))
+    return ", ".join(parts)
+
+
+def aggregate(
+    trials: pd.DataFrame, metrics: list[str], examples: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per grid cell: `n_seeds`, and for each metric `<metric>` (mean over seeds),
+    `<metric>_lo` / `<metric>_hi` (NaN where there is no interval), `<metric>_interval` (what it
+    covers) and `<metric>_seeds` (each seed's value, with its within-trial interval where
+    per-example predictions back it)."""
     done = trials[trials["status"].isin(AGGREGATED_STATUSES)]
-    columns = [*CELL, "n_seeds"] + [f"{m}{s}" for m in metrics for s in ("", "_lo", "_hi")]
+    suffixes = ("", "_lo", "_hi", "_interval", "_seeds")
+    columns = [*CELL, "n_seeds"] + [f"{m}{s}" for m in metrics for s in suffixes]
     if done.empty:
         return pd.DataFrame(columns=columns)
+    counts = {m: metric_counts(examples, m) for m in metrics}
     rows = []
     # dropna=False: uniform trials have alpha NaN and must still form cells.
     for key, group in done.groupby(CELL, dropna=False, sort=True):
@@ -44,8 +61,14 @@ def aggregate(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         row["n_seeds"] = int(group["seed"].nunique(dropna=False))
         for metric in metrics:
             values = group[metric].to_numpy(dtype=float)
+            mine = counts[metric]
+            mine = None if mine is None else mine[mine["run_id"].isin(group["run_id"])]
+            ci = cell_interval(values, mine)
             row[metric] = float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
-            row[f"{metric}_lo"], row[f"{metric}_hi"] = bootstrap_ci(values)
+            row[f"{metric}_lo"], row[f"{metric}_hi"] = ci.low, ci.high
+            backed = ci.method == NO_INTERVAL and mine is not None and len(mine)
+            row[f"{metric}_interval"] = WITHIN_TRIAL if backed else ci.method
+            row[f"{metric}_seeds"] = _seeds_text(group, metric, mine)
         rows.append(row)
     return pd.DataFrame(rows, columns=columns)
 

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from divsweep import tracking
 from divsweep.errors import UserError
 from divsweep.tracking import retrying
+from divsweep.trainer import predictions
 
 ROLE_TAG = "divsweep.role"
 SWEEP_TAG = "divsweep.sweep"
@@ -205,3 +206,36 @@ def histories(tracking_uri: str, run_ids: Iterable[str], metrics: Iterable[str])
         for m in retrying(client.get_metric_history, run_id, metric)
     ]
     return pd.DataFrame(rows, columns=["run_id", "metric", "step", "value"])
+
+
+def examples(tracking_uri: str, run_ids: Iterable[str]) -> pd.DataFrame:
+    """Per-example predictions (trainer/predictions.py columns + `run_id`) of the trials that
+    logged them; trials of sweeps run before they were recorded add no rows."""
+    import os
+    import tempfile
+
+    import mlflow.artifacts
+
+    # one bar per trial's file would bury the report's own output
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    client = tracking.client(tracking_uri)
+    artifact = f"{predictions.ARTIFACT_DIR}/{predictions.FILE}"
+
+    def one(run_id: str, scratch: str) -> pd.DataFrame | None:
+        listed = retrying(client.list_artifacts, run_id, predictions.ARTIFACT_DIR)
+        if artifact not in {a.path for a in listed}:
+            return None
+        local = retrying(
+            mlflow.artifacts.download_artifacts,
+            run_id=run_id,
+            artifact_path=artifact,
+            dst_path=f"{scratch}/{run_id}",
+            tracking_uri=tracking_uri,
+        )
+        return predictions.read(local).assign(run_id=run_id)
+
+    with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(max_workers=8) as pool:
+        frames = [f for f in pool.map(lambda r: one(r, scratch), run_ids) if f is not None]
+    if not frames:
+        return pd.DataFrame(columns=[*predictions.SCHEMA.names, "run_id"])
+    return pd.concat(frames, ignore_index=True)

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from divsweep.orchestrator.report.aggregate import reference_slice  # noqa: E402
+from divsweep.orchestrator.report.findings import APPLIED, generalization_metric  # noqa: E402
 from divsweep.orchestrator.report.frontier import least_examples, pareto  # noqa: E402
 from divsweep.orchestrator.report.transition import Transition, logistic  # noqa: E402
 
@@ -36,9 +37,10 @@ def _save(fig: plt.Figure, out: Path, section: str, caption: str) -> Figure:
 
 
 def _errorbar(ax, df: pd.DataFrame, x: str, y: str, **kw) -> None:
+    """Means with their intervals; cells without one (fewer than 3 seeds) get no bar."""
     df = df.sort_values(x)
     err = np.vstack([df[y] - df[f"{y}_lo"], df[f"{y}_hi"] - df[y]]).clip(min=0)
-    ax.errorbar(df[x], df[y], yerr=err, capsize=3, marker="o", **kw)
+    ax.errorbar(df[x], df[y], yerr=np.nan_to_num(err), capsize=3, marker="o", **kw)
 
 
 def _style(ax, xlabel: str, ylabel: str, *, unit_y: bool = False, legend: int | None = 8) -> None:
@@ -53,7 +55,9 @@ def _style(ax, xlabel: str, ylabel: str, *, unit_y: bool = False, legend: int | 
 
 
 def transition_plot(cells: pd.DataFrame, fits: list[Transition], out_dir: Path) -> Figure:
-    ref = reference_slice(cells).dropna(subset=[UNSEEN])
+    # inputs the rule changes where the grid has no-ops: copying them is no generalization
+    unseen = generalization_metric(reference_slice(cells))
+    ref = reference_slice(cells).dropna(subset=[unseen])
     if ref["n_instructions"].nunique() < 2:
         return Figure("transition", None, "Fewer than two n_instructions values finished.")
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -62,7 +66,7 @@ def transition_plot(cells: pd.DataFrame, fits: list[Transition], out_dir: Path) 
     fit_by_budget = {f.total_examples: f for f in fits}
     for budget, color in zip(budgets, colors, strict=True):
         group = ref[ref["total_examples"] == budget]
-        _errorbar(ax, group, "n_instructions", UNSEEN, color=color, label=f"unseen, N={budget:g}")
+        _errorbar(ax, group, "n_instructions", unseen, color=color, label=f"unseen, N={budget:g}")
         if group[SEEN].notna().any():
             _errorbar(ax, group, "n_instructions", SEEN, color=color, linestyle="--",
                       alpha=0.6, label=f"seen, N={budget:g}")  # fmt: skip
@@ -80,10 +84,12 @@ def transition_plot(cells: pd.DataFrame, fits: list[Transition], out_dir: Path) 
         per = lambda v: n / np.maximum(v, 1e-9)  # noqa: E731 - its own inverse
         top = ax.secondary_xaxis("top", functions=(per, per))
         top.set_xlabel("examples per instruction")
+    inputs = "inputs the rule changes" if unseen == APPLIED else "all inputs"
     caption = (
-        "Exact match on unseen (solid) and seen (dashed) instructions vs number of instructions "
-        "at each fixed budget N, mean over seeds with 95% bootstrap CI; thin line: logistic fit "
-        "in log n_instructions, dotted: its midpoint."
+        f"Exact match on unseen (solid; {inputs}) and seen (dashed) instructions vs number of "
+        "instructions at each fixed budget N, mean over seeds; bars: 95% intervals where a cell "
+        "has 3 seeds or more (see the note under the findings); thin line: logistic fit in log "
+        "n_instructions where the grid identifies one, dotted: its midpoint."
     )
     return _save(fig, out_dir / "transition.png", "transition", caption)
 

@@ -8,12 +8,26 @@ from divsweep.orchestrator.report.aggregate import reference_slice
 from divsweep.orchestrator.report.collect import Sweep
 from divsweep.orchestrator.report.frontier import TARGETS, least_examples
 from divsweep.orchestrator.report.paper_reference import PAPER_VALUES
-from divsweep.orchestrator.report.transition import Transition, crossing
+from divsweep.orchestrator.report.transition import (
+    FAILS,
+    GENERALIZES,
+    MIN_LEVELS,
+    Bracket,
+    Transition,
+    bracket,
+    crossing,
+)
 
 UNSEEN, SEEN = "unseen_exact_match", "seen_exact_match"
 APPLIED = "unseen_applied_exact_match"  # unseen inputs that contain the rule's pattern
 # "Never generalizes" / "always generalizes" thresholds used to read I_min and I_max off our grid.
-NEVER, ALWAYS = 0.1, 0.9
+NEVER, ALWAYS = FAILS, 0.9
+REGIME_DEFINITIONS = (
+    f"I_min: the smallest n_instructions of the grid above every one whose unseen exact match is "
+    f"below {NEVER:g} (below it models never generalize); I_max: the smallest n_instructions from "
+    f"which every larger one reaches {ALWAYS:g} (from it they always do). The paper's I_min = 300 "
+    "and I_max = 1,000 read the same way off its grid."
+)
 # a power-law cell is "robust" when it keeps this share of the uniform cell's unseen accuracy
 ROBUST_SHARE = 0.8
 
@@ -22,16 +36,41 @@ def _n(x: float) -> str:
     return f"{x:,.0f}" if x >= 10 else f"{x:.3g}"
 
 
-def transition_sentence(t: Transition) -> str:
-    ci = (
-        "single seed: no confidence interval"
-        if t.single_seed
-        else f"95% CI {_n(t.ci_low)}–{_n(t.ci_high)}"
+def _metric_words(metric: str) -> str:
+    return "on inputs the rule changes" if metric == APPLIED else "on all inputs"
+
+
+def bracket_sentence(b: Bracket, metric: str) -> str:
+    """The grid's own reading of the transition: no model, always reported."""
+    at = f"At a budget of {_n(b.total_examples)} examples"
+    rule = (
+        f"unseen exact match {_metric_words(metric)}; fails: below {FAILS:g}, generalizes: "
+        f"{GENERALIZES:g} or more"
     )
+    if b.fails is not None and b.generalizes is not None and b.fails < b.generalizes:
+        return (
+            f"{at}, the transition lies between {_n(b.fails)} instructions (the most that "
+            f"fails) and {_n(b.generalizes)} (the fewest that generalizes) ({rule})."
+        )
+    if b.fails is not None and b.generalizes is not None:
+        return (
+            f"{at}, accuracy is not monotone in the number of instructions: "
+            f"{_n(b.fails)} fails while {_n(b.generalizes)} generalizes ({rule})."
+        )
+    if b.generalizes is not None:
+        return f"{at}, none fails: {_n(b.generalizes)} instructions already generalize ({rule})."
+    if b.fails is not None:
+        return f"{at}, no value swept generalizes; up to {_n(b.fails)} instructions fail ({rule})."
+    return f"{at}, no value swept either fails or generalizes ({rule})."
+
+
+def transition_sentence(t: Transition, metric: str) -> str:
     text = (
-        f"At a budget of {_n(t.total_examples)} examples, unseen exact match rises from "
-        f"{t.low:.2f} to {t.high:.2f}; the midpoint is crossed at ~{_n(t.midpoint)} instructions "
-        f"({ci})."
+        f"Logistic fit ({t.n_levels} n_instructions values, {t.n_trials} trials, binomial "
+        f"likelihood over every example), budget {_n(t.total_examples)}: unseen exact match "
+        f"{_metric_words(metric)} rises from {t.low:.2f} to {t.high:.2f}; midpoint "
+        f"~{_n(t.midpoint)} instructions (95% interval {_n(t.ci_low)}–{_n(t.ci_high)}, "
+        f"{t.interval_method})."
     )
     at_half = crossing(t, 0.5)
     if at_half is not None:
@@ -39,6 +78,18 @@ def transition_sentence(t: Transition) -> str:
     if t.high - t.low < 0.2:
         text += " The rise is small: no clear transition in the range swept."
     return text
+
+
+def brackets(cells: pd.DataFrame) -> list[Bracket]:
+    """One per budget of the reference slice, on the generalization metric."""
+    ref = reference_slice(cells)
+    metric = generalization_metric(ref)
+    ref = ref.dropna(subset=[metric])
+    return [
+        bracket(group.groupby("n_instructions")[metric].mean(), budget)
+        for budget, group in ref.groupby("total_examples", sort=True)
+        if group["n_instructions"].nunique() >= 2
+    ]
 
 
 def main_budget(cells: pd.DataFrame) -> float | None:
@@ -57,12 +108,14 @@ def generalization_metric(ref: pd.DataFrame) -> str:
 
 
 def _regime_bounds(cells: pd.DataFrame, budget: float) -> tuple[float | None, float | None]:
-    """(largest I that never generalizes, smallest I from which all larger I always do)."""
+    """(I_min, I_max) as REGIME_DEFINITIONS states them."""
     ref = reference_slice(cells)
     metric = generalization_metric(ref)
     per_i = ref[ref["total_examples"] == budget].groupby("n_instructions")[metric].mean()
+    per_i = per_i.dropna().sort_index()
     never = per_i[per_i < NEVER]
-    i_min = float(never.index.max()) if len(never) else None
+    above = per_i[per_i.index > never.index.max()] if len(never) else per_i
+    i_min = float(above.index.min()) if len(never) and len(above) else None
     i_max = None
     for n_instr in per_i.index[::-1]:
         if per_i.loc[n_instr] < ALWAYS:
@@ -143,10 +196,13 @@ def headline(sweep: Sweep, cells: pd.DataFrame, fits: list[Transition]) -> list[
     out = []
     if cells.dropna(subset=[UNSEEN]).empty:
         return ["No finished trial has reported unseen accuracy yet."]
-    out.extend(transition_sentence(t) for t in fits)
+    metric = generalization_metric(reference_slice(cells))
+    out.extend(bracket_sentence(b, metric) for b in brackets(cells))
+    out.extend(transition_sentence(t, metric) for t in fits)
     if not fits:
         out.append(
-            "No transition estimate: it needs at least three n_instructions values at one budget."
+            f"No logistic fit of the transition: four parameters need at least {MIN_LEVELS} "
+            "n_instructions values at one budget, and per-example predictions of its trials."
         )
     best = cells.loc[cells[UNSEEN].idxmax()]
     out.append(
@@ -204,11 +260,13 @@ def paper_vs_ours(cells: pd.DataFrame, fits: list[Transition]) -> list[tuple[str
     fit = next((f for f in fits if f.total_examples == budget), None)
     i_min, i_max = (None, None) if budget is None else _regime_bounds(cells, budget)
     at = f" (budget {_n(budget)})" if budget is not None else ""
+    between = next((b for b in brackets(cells) if b.total_examples == budget), None)
     ours = {
         "transition": (
-            f"~{_n(fit.midpoint)}{at}"
-            + ("" if fit.single_seed else f", 95% CI {_n(fit.ci_low)}–{_n(fit.ci_high)}")
+            f"~{_n(fit.midpoint)}{at}, 95% interval {_n(fit.ci_low)}–{_n(fit.ci_high)}"
             if fit
+            else f"between {_n(between.fails)} and {_n(between.generalizes)}{at} (grid bracket)"
+            if between and between.fails and between.generalizes
             else "not estimable"
         ),
         "I_min": f"{_n(i_min)}{at}" if i_min else f"no I with unseen EM < {NEVER}",

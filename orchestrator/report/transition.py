@@ -1,22 +1,48 @@
-"""Phase-transition estimate: where unseen accuracy jumps, from a logistic fit in log10(I)."""
+"""Where unseen accuracy jumps: the bracket read off the grid, and a logistic fit in log10(I)
+where the grid can identify one.
+
+The fit is a binomial likelihood over every evaluated example (pooled over seeds), with four
+parameters (two plateaus, midpoint, slope), so it is only attempted with more distinct
+n_instructions than parameters: with four levels any midpoint between two of them fits about as
+well, and a printed midpoint would be an artefact. Its interval resamples what varies between
+repetitions of the study: the seeds at each n_instructions, then the evaluation rules of each
+resampled trial. The bracket needs no model and is always reported beside it.
+"""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import OptimizeWarning, curve_fit
+from scipy.optimize import minimize
 
-from divsweep.orchestrator.report.aggregate import CONFIDENCE
+from divsweep.orchestrator.report.intervals import CONFIDENCE
 
+N_PARAMS = 4
+MIN_LEVELS = N_PARAMS + 1  # distinct n_instructions values needed to identify the fit
 N_BOOTSTRAP = 200
-MIN_LEVELS = 3  # distinct n_instructions values; fewer cannot place a sigmoid
+# Bracket thresholds on a cell's mean accuracy: below FAILS a configuration does not
+# generalize; from GENERALIZES on it does.
+FAILS, GENERALIZES = 0.1, 0.5
+_EPS = 1e-9
+
+SEEDS_THEN_RULES = "seeds at each n_instructions and the evaluation rules resampled"
+RULES_ONLY = "evaluation rules resampled (one seed per n_instructions: seed variation not captured)"
 
 
 def logistic(x: np.ndarray, low: float, high: float, mid: float, slope: float) -> np.ndarray:
     return low + (high - low) / (1 + np.exp(-slope * (x - mid)))
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """The grid's own reading of a transition at one budget: the largest n_instructions whose
+    mean accuracy is below FAILS, and the smallest whose mean reaches GENERALIZES."""
+
+    total_examples: float
+    fails: float | None
+    generalizes: float | None
 
 
 @dataclass(frozen=True)
@@ -29,75 +55,119 @@ class Transition:
     high: float
     slope: float  # per decade of n_instructions
     n_trials: int
-    single_seed: bool  # every n_instructions has one trial: the bootstrap CI collapses
+    n_levels: int
+    interval_method: str  # SEEDS_THEN_RULES or RULES_ONLY
 
 
-def _fit(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
-    lo_x, hi_x = x.min(), x.max()
-    p0 = [np.clip(y.min(), 0, 1), np.clip(y.max(), 0, 1), (lo_x + hi_x) / 2, 4.0]
-    # Plateaus stay inside [0, 1] and the slope positive: accuracy rises with diversity, and an
-    # unconstrained fit happily explains a step with a descending curve outside the data.
-    bounds = ([0, 0, lo_x - 1, 0.1], [1, 1, hi_x + 1, 100])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", OptimizeWarning)
-        try:
-            params, _ = curve_fit(logistic, x, y, p0=p0, bounds=bounds, maxfev=5000)
-        except (RuntimeError, ValueError):
-            return None
-    return params
+def bracket(per_level: pd.Series, total_examples: float) -> Bracket:
+    """`per_level`: mean accuracy indexed by n_instructions (one budget)."""
+    per_level = per_level.dropna().sort_index()
+    fails = per_level[per_level < FAILS]
+    generalizes = per_level[per_level >= GENERALIZES]
+    return Bracket(
+        total_examples=float(total_examples),
+        fails=float(fails.index.max()) if len(fails) else None,
+        generalizes=float(generalizes.index.min()) if len(generalizes) else None,
+    )
 
 
-def estimate(
-    trials: pd.DataFrame, metric: str = "unseen_exact_match", seed: int = 0
-) -> Transition | None:
-    """Fit per-trial points of one fixed budget; CI by resampling trials within each I.
+def _neg_log_likelihood(params: np.ndarray, x: np.ndarray, n: np.ndarray, k: np.ndarray):
+    """Binomial negative log-likelihood of (low, high, mid, log slope) and its gradient."""
+    low, high, mid, log_slope = params
+    slope = np.exp(log_slope)
+    sig = 1 / (1 + np.exp(-slope * (x - mid)))
+    p = np.clip(low + (high - low) * sig, _EPS, 1 - _EPS)
+    nll = -(k * np.log(p) + (n - k) * np.log1p(-p)).sum()
+    d_p = -(k / p - (n - k) / (1 - p))
+    d_u = (high - low) * sig * (1 - sig)
+    grad = [
+        (d_p * (1 - sig)).sum(),
+        (d_p * sig).sum(),
+        (d_p * d_u * -slope).sum(),
+        (d_p * d_u * slope * (x - mid)).sum(),
+    ]
+    return nll, np.array(grad)
 
-    Returns None when the data cannot place a transition (too few distinct n_instructions, or a
-    fit that does not converge).
-    """
-    pts = trials.dropna(subset=["n_instructions", metric])
-    pts = pts[pts["n_instructions"] > 0]
-    levels = np.sort(pts["n_instructions"].unique())
-    if len(levels) < MIN_LEVELS or len(pts) < 4:
+
+def _fit(x: np.ndarray, n: np.ndarray, k: np.ndarray) -> np.ndarray | None:
+    """Maximum-likelihood (low, high, mid, slope) from per-trial example counts at log10(I) x.
+    Started from every gap between levels as midpoint: the likelihood has an optimum per gap."""
+    # the likelihood only depends on each level's totals
+    levels, where = np.unique(x, return_inverse=True)
+    n, k = np.bincount(where, n), np.bincount(where, k)
+    # Plateaus in [0, 1], midpoint within the swept range, slope positive (accuracy rises with
+    # diversity; a free fit explains a step with a curve descending outside the data).
+    bounds = [(0, 1), (0, 1), (levels[0], levels[-1]), (np.log(0.1), np.log(100))]
+    acc = k / np.maximum(n, 1)
+    best = None
+    for mid in (levels[:-1] + levels[1:]) / 2:
+        start = [acc.min(), acc.max(), mid, np.log(4.0)]
+        res = minimize(
+            _neg_log_likelihood, start, args=(levels, n, k), jac=True, method="L-BFGS-B",
+            bounds=bounds,
+        )  # fmt: skip
+        if res.success and (best is None or res.fun < best.fun):
+            best = res
+    if best is None:
         return None
-    x = np.log10(pts["n_instructions"].to_numpy(dtype=float))
-    y = pts[metric].to_numpy(dtype=float)
-    params = _fit(x, y)
+    low, high, mid, log_slope = best.x
+    return np.array([low, high, mid, np.exp(log_slope)])
+
+
+def estimate(trials: pd.DataFrame, counts: pd.DataFrame, seed: int = 0) -> Transition | None:
+    """Fit one budget's trials (`run_id`, `n_instructions`, `total_examples`) from their
+    per-rule counts (`run_id`, `rule_id`, `n`, `k`). None when the grid cannot identify the
+    fit (fewer than MIN_LEVELS distinct n_instructions) or trials have no counts."""
+    trials = trials[trials["n_instructions"] > 0]
+    trials = trials[trials["run_id"].isin(counts["run_id"])]
+    levels = np.sort(trials["n_instructions"].unique())
+    if len(levels) < MIN_LEVELS:
+        return None
+    # trials × rules: every trial of a sweep is evaluated on the same rules, so a resample
+    # draws one set of rules for all of them (a crossed design, as in cell_interval)
+    wide = counts.pivot_table(index="run_id", columns="rule_id", values=["n", "k"], fill_value=0)
+    run_ids = trials["run_id"].to_numpy()
+    n_rules = wide["n"].loc[run_ids].to_numpy(dtype=float)
+    k_rules = wide["k"].loc[run_ids].to_numpy(dtype=float)
+    x = np.log10(trials["n_instructions"].to_numpy(dtype=float))
+    params = _fit(x, n_rules.sum(axis=1), k_rules.sum(axis=1))
     if params is None:
         return None
     groups = [np.flatnonzero(x == np.log10(level)) for level in levels]
-    single_seed = all(len(g) == 1 for g in groups)
-    mids = [params[2]]
-    if not single_seed:
-        rng = np.random.default_rng(seed)
-        mids = []
-        for _ in range(N_BOOTSTRAP):
-            idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
-            fit = _fit(x[idx], y[idx])
-            if fit is not None:
-                mids.append(fit[2])
-    tail = (1 - CONFIDENCE) / 2 * 100
-    lo, hi = np.percentile(mids, [tail, 100 - tail])
+    several_seeds = any(len(g) > 1 for g in groups)
+    rng = np.random.default_rng(seed)
+    mids = []
+    for _ in range(N_BOOTSTRAP):
+        picked = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+        rules = rng.integers(0, n_rules.shape[1], n_rules.shape[1])
+        fit = _fit(
+            x[picked],
+            n_rules[np.ix_(picked, rules)].sum(axis=1),
+            k_rules[np.ix_(picked, rules)].sum(axis=1),
+        )
+        if fit is not None:
+            mids.append(fit[2])
+    tail = (1 - CONFIDENCE) / 2
+    lo, hi = np.quantile(mids, [tail, 1 - tail]) if mids else (np.nan, np.nan)
     return Transition(
-        total_examples=float(pts["total_examples"].iloc[0]),
+        total_examples=float(trials["total_examples"].iloc[0]),
         midpoint=float(10 ** params[2]),
         ci_low=float(10**lo),
         ci_high=float(10**hi),
         low=float(params[0]),
         high=float(params[1]),
         slope=float(params[3]),
-        n_trials=len(pts),
-        single_seed=single_seed,
+        n_trials=len(trials),
+        n_levels=len(levels),
+        interval_method=SEEDS_THEN_RULES if several_seeds else RULES_ONLY,
     )
 
 
-def estimate_per_budget(
-    trials: pd.DataFrame, metric: str = "unseen_exact_match"
-) -> list[Transition]:
-    """One estimate per fixed budget (total_examples) that has enough points."""
+def estimate_per_budget(trials: pd.DataFrame, counts: pd.DataFrame) -> list[Transition]:
+    """One estimate per fixed budget (total_examples) whose grid identifies it."""
     out = []
     for _, group in trials.groupby("total_examples", sort=True):
-        result = estimate(group, metric)
+        result = estimate(group, counts)
         if result is not None:
             out.append(result)
     return out

@@ -11,6 +11,7 @@ from divsweep.orchestrator.report import figures as figs
 from divsweep.orchestrator.report.aggregate import (
     AGGREGATED_STATUSES,
     aggregate,
+    metric_counts,
     reference_slice,
 )
 from divsweep.orchestrator.report.collect import (
@@ -19,9 +20,16 @@ from divsweep.orchestrator.report.collect import (
     Sweep,
     collect,
     column,
+    examples,
     histories,
 )
-from divsweep.orchestrator.report.findings import headline, paper_vs_ours
+from divsweep.orchestrator.report.findings import (
+    REGIME_DEFINITIONS,
+    generalization_metric,
+    headline,
+    paper_vs_ours,
+)
+from divsweep.orchestrator.report.intervals import method_note
 from divsweep.orchestrator.report.render import ReportContent, render_html, render_markdown
 from divsweep.orchestrator.report.transition import estimate_per_budget
 
@@ -59,9 +67,12 @@ def write_report(
     sweep = collect(experiment, tracking_uri)  # an unknown experiment fails before any folder
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    cells = aggregate(sweep.trials, AGGREGATED)
     done = sweep.trials[sweep.trials["status"].isin(AGGREGATED_STATUSES)]
-    fits = estimate_per_budget(reference_slice(done))
+    per_example = examples(tracking_uri, done["run_id"])
+    cells = aggregate(sweep.trials, AGGREGATED, per_example)
+    metric = generalization_metric(reference_slice(cells))
+    counts = metric_counts(per_example, metric)
+    fits = [] if counts is None else estimate_per_budget(reference_slice(done), counts)
     curves = _representative(sweep)
     history = histories(tracking_uri, curves, ("unseen/exact_match", "seen/exact_match",
                                                "train/loss"))  # fmt: skip
@@ -88,9 +99,10 @@ def write_report(
         paper_rows=paper_vs_ours(cells, fits),
         trials=sweep.trials,
         aggregation_note=(
-            f"Means and 95% percentile-bootstrap CIs are over seeds of finished trials only "
-            f"({len(done)} of {len(sweep.trials)}); a cell with one seed shows the point itself "
-            "as its interval. Transition CIs resample trials within each n_instructions."
+            f"Means are over the seeds of finished trials only ({len(done)} of "
+            f"{len(sweep.trials)}; {per_example['run_id'].nunique()} with per-example "
+            f"predictions). {method_note(set(cells[f'{metric}_interval']))} "
+            f"{REGIME_DEFINITIONS}"
         ),
     )
     html_path = out_dir / "report.html"
