@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,7 +46,8 @@ def test_s3_sweep_keeps_its_state_in_the_bucket(
     spec.write_text(yaml.safe_dump(raw))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cmd = [DIVSWEEP, "run", str(spec), "--tracking-uri", uri, "--no-report"]
-    driver = start(cmd, tmp_path, s3_env(s3_server))
+    env = s3_env(s3_server)
+    driver = start(cmd, tmp_path, env)
     try:
         _, err = driver.communicate(timeout=600)
     finally:
@@ -64,6 +66,25 @@ def test_s3_sweep_keeps_its_state_in_the_bucket(
     # no credential lands in what MLflow keeps
     for run in runs:
         assert S3_ENV["AWS_SECRET_ACCESS_KEY"] not in str(run.data.params | run.data.tags)
+    # from another folder, the storage alone finds the sweep's MLflow store
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    status = start([DIVSWEEP, "status", "s3-sweep", "--storage-path", root], elsewhere, env)
+    _, err = status.communicate(timeout=120)
+    assert status.returncode == 0, err
+
+
+def test_a_bad_storage_uri_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec(tmp_path, name="bad-uri")))
+    cmd = [DIVSWEEP, "run", str(spec), "--storage-path", "hdfs://nn/x", "--no-report"]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --storage-path: unsupported storage scheme 'hdfs': "
+        "use s3://, gs://, file:// or a path"
+    )
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
 
 
 @pytest.mark.slow
