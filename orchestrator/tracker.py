@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,6 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from divsweep import tracking
+from divsweep.orchestrator import storage
+
+logger = logging.getLogger(__name__)
 
 JOURNAL_FILE = "tracking-journal.jsonl"
 # How often the writer fsyncs the journal and moves its applied mark (and when it drains or
@@ -217,12 +222,25 @@ class Tracker:
             if new:
                 tracking.log_datasets(mlf, run.run_id, new)
                 run.datasets.update(_dataset_id(d) for d in new)
+        elif op == "artifact":
+            self._log_artifact(mlf, run, record)
         elif op == "status":
             if run.status not in record["unless"]:
                 tracking.set_status(mlf, run.run_id, record["status"], record["time_ms"])
                 run.status = record["status"]
         else:
             raise ValueError(f"unknown tracking record op {op!r}")
+
+    def _log_artifact(self, mlf, run: TrialRun, record: dict[str, Any]) -> None:
+        """Copied from where the trial left it (on replay: logged again, the same file)."""
+        source = storage.join(record["source"], record["name"])
+        if not storage.exists(source):  # a checkpoint written before the file was
+            logger.warning("%s not found; run %s gets no %s", source, run.run_id, record["path"])
+            return
+        with tempfile.TemporaryDirectory(prefix="divsweep-artifact-") as scratch:
+            local = Path(scratch) / record["name"]
+            storage.copy_from(source, local)
+            tracking.retrying(mlf.log_artifact, run.run_id, str(local), record["path"])
 
     def _log(self, mlf, run: TrialRun, record: dict[str, Any]) -> None:
         """An evaluation at or below the run's logged step (a resumed trial retraining from
@@ -301,6 +319,12 @@ def log_record(
 def inputs_record(key: str, datasets: list[dict[str, Any]]) -> dict[str, Any]:
     """`datasets`: as workers/inputs.py describes them."""
     return {"op": "inputs", "key": key, "datasets": datasets}
+
+
+def artifact_record(key: str, source: str, name: str, artifact_path: str) -> dict[str, Any]:
+    """A file of the trial's (`name` in the folder `source`: a local path or a storage URI such
+    as its checkpoint's) to log on its run under `artifact_path`."""
+    return {"op": "artifact", "key": key, "source": source, "name": name, "path": artifact_path}
 
 
 def status_record(key: str, status: str, unless: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -24,11 +24,13 @@ from divsweep.orchestrator.search import make_searcher
 from divsweep.orchestrator.spec import SweepSpec
 from divsweep.orchestrator.tracker import (
     Tracker,
+    artifact_record,
     inputs_record,
     log_record,
     open_record,
     status_record,
 )
+from divsweep.trainer import predictions
 from divsweep.trainer.config import TrialConfig, flat_params, trial_key
 from divsweep.workers.trial import DATASETS, SYSTEM, TRACKING, run_trial
 
@@ -209,10 +211,22 @@ class TrackingCallback(tune.Callback):
         # closed here). Without early stopping, a trial that reports nothing more also ran to
         # its end (Tune's saved last result predates it); with it, it was stopped.
         status = "finished" if ended or not self.early_stopping else "stopped"
-        self.tracker.submit(status_record(_key(trial), status, unless=("finished", "stopped")))
+        key = _key(trial)
+        if trial.checkpoint is not None:  # its last evaluation's per-example predictions
+            source = _location(trial.checkpoint)
+            record = artifact_record(key, source, predictions.FILE, predictions.ARTIFACT_DIR)
+            self.tracker.submit(record)
+        self.tracker.submit(status_record(key, status, unless=("finished", "stopped")))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.tracker.submit(status_record(_key(trial), "failed", unless=("failed",)))
+
+
+def _location(checkpoint: tune.Checkpoint) -> str:
+    """A checkpoint's folder as a storage location (orchestrator/storage.py): its path, with
+    the scheme of an object store's filesystem put back."""
+    scheme = {"s3": "s3://", "gcs": "gs://"}.get(checkpoint.filesystem.type_name, "")
+    return scheme + checkpoint.path
 
 
 def _key(trial) -> str:

@@ -12,6 +12,7 @@ from test_orchestrator_spec import tiny_spec
 import divsweep
 from divsweep.orchestrator.spec import parse_spec
 from divsweep.orchestrator.status import sweep_names, sweep_status
+from divsweep.trainer import predictions
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,24 @@ def check_tracked(sweep, n_trials: int) -> list:
         history = mlf.get_metric_history(run.info.run_id, "unseen/exact_match")
         assert [m.step for m in sorted(history, key=lambda m: m.step)] == [4, 8]
         assert {"train/loss", "seen/exact_match", "wall_time_s"} <= set(run.data.metrics)
+        check_predictions(mlf, run)
     return runs
+
+
+def check_predictions(mlf: MlflowClient, run) -> None:
+    """The last evaluation's per-example predictions are on the run, and are what its logged
+    exact match was computed from."""
+    local = mlf.download_artifacts(
+        run.info.run_id, f"{predictions.ARTIFACT_DIR}/{predictions.FILE}"
+    )
+    rows = predictions.read(local)
+    assert set(rows["split"]) == {"seen", "unseen"}
+    assert rows["rule_id"].notna().all() and rows["input"].str.len().gt(0).all()
+    assert (rows["correct"] == (rows["prediction"] == rows["target"])).all()
+    for split in ("seen", "unseen"):
+        assert rows[rows["split"] == split]["correct"].mean() == pytest.approx(
+            run.data.metrics[f"{split}/exact_match"]
+        )
 
 
 def test_sweep_on_local_ray_with_sqlite_mlflow(ray_session, tmp_path: Path, store: str):

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
@@ -25,6 +26,8 @@ class TokenTable:
     target_offsets: torch.Tensor
     applied: np.ndarray | None = None  # bool per example: pattern present (False = no-op)
     bucket: np.ndarray | None = None  # str per example: head / tail / all
+    # the attached Arrow table: rule ids and texts, read only for per-example predictions
+    source: pa.Table | None = None
 
     @classmethod
     def from_attached(cls, ds) -> TokenTable:
@@ -38,6 +41,7 @@ class TokenTable:
             target_offsets=ds.targets.offsets.to(torch.int64),
             applied=column("applied").astype(bool) if "applied" in names else None,
             bucket=column("bucket").astype(str) if "bucket" in names else None,
+            source=ds.table,
         )
 
     def __len__(self) -> int:

@@ -1,10 +1,13 @@
-"""Exact-match and token accuracy on the seen and unseen eval sets, per bucket and op type."""
+"""Exact-match and token accuracy on the seen and unseen eval sets, per bucket and op type,
+and the per-example predictions behind them (trainer/predictions.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from divsweep.datasets.vocab import EOS, PAD, decode
+from divsweep.trainer import predictions
 from divsweep.trainer.data import TokenTable, eval_batch
 from divsweep.trainer.decode import greedy_decode
 from divsweep.trainer.model import GPT
@@ -13,11 +16,13 @@ from divsweep.trainer.model import GPT
 @torch.no_grad()
 def score(
     model: GPT, table: TokenTable, batch_size: int, device: torch.device | str = "cpu"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per example: exact match (bool) and number of target tokens predicted right."""
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per example: exact match (bool), number of target tokens predicted right, and the
+    decoded prediction."""
     n = len(table)
     exact = np.zeros(n, dtype=bool)
     correct = np.zeros(n, dtype=np.int64)
+    predicted = [""] * n
     # Sorting by length keeps padding (and decode steps past every row's EOS) small.
     order = np.lexsort((table.target_lens.numpy(), table.prompt_lens.numpy()))
     for start in range(0, n, batch_size):
@@ -30,20 +35,26 @@ def score(
         n_right = right.sum(1)
         exact[idx.numpy()] = (n_right == lens).cpu().numpy()
         correct[idx.numpy()] = n_right.cpu().numpy()
-    return exact, correct
+        for i, row in zip(idx.tolist(), out.cpu().tolist(), strict=True):
+            predicted[i] = decode(t for t in row if t not in (EOS, PAD))
+    return exact, correct, predicted
 
 
 def eval_metrics(
     model: GPT, eval_sets: dict[str, TokenTable], batch_size: int, device: torch.device | str
-) -> dict[str, float]:
-    """The metric names of docs/architecture.md; a split with no examples is left out."""
+) -> tuple[dict[str, float], dict[str, list]]:
+    """The metric names of docs/architecture.md (a split with no examples is left out), and the
+    per-example predictions (trainer/predictions.py columns) of the splits read from Arrow."""
     was_training = model.training
     model.eval()
     metrics: dict[str, float] = {}
+    rows: dict[str, list] = {name: [] for name in predictions.SCHEMA.names}
     for name, table in eval_sets.items():
         if len(table) == 0:
             continue
-        exact, correct = score(model, table, batch_size, device)
+        exact, correct, predicted = score(model, table, batch_size, device)
+        if table.source is not None:
+            _add_predictions(rows, name, table, exact, predicted)
         metrics[f"{name}/exact_match"] = float(exact.mean())
         metrics[f"{name}/token_acc"] = float(correct.sum() / table.target_lens.sum().item())
         groups = {}
@@ -55,4 +66,15 @@ def eval_metrics(
             if members.any():
                 metrics[f"{group}/exact_match"] = float(exact[members].mean())
     model.train(was_training)
-    return metrics
+    return metrics, rows
+
+
+def _add_predictions(rows, split: str, table: TokenTable, exact, predicted: list[str]) -> None:
+    src = table.source
+    rows["split"] += [split] * len(table)
+    rows["rule_id"] += src.column("rule_id").to_pylist()
+    rows["input"] += src.column("input").to_pylist()
+    rows["target"] += src.column("output").to_pylist()
+    rows["prediction"] += predicted
+    rows["correct"] += exact.tolist()
+    rows["applied"] += src.column("applied").to_pylist()

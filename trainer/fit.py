@@ -14,6 +14,7 @@ import torch
 
 from divsweep.datasets.vocab import VOCAB
 from divsweep.errors import SpecError
+from divsweep.trainer import predictions
 from divsweep.trainer.config import TrialConfig
 from divsweep.trainer.data import TrialDataModule
 from divsweep.trainer.evaluate import eval_metrics
@@ -170,12 +171,13 @@ class EvaluateAndReport(pl.Callback):
         self.train_time += now - self._train_start
         metrics = {"train/loss": module.pop_mean_loss()}
         with trainer.precision_plugin.forward_context():  # decode in bf16 where training is
-            metrics |= eval_metrics(
+            evaluated, examples = eval_metrics(
                 module.model,
                 self.datamodule.eval_sets,
                 self.config.train.eval_batch_size,
                 module.device,
             )
+        metrics |= evaluated
         self.wall_time = self._wall_before + time.perf_counter() - self._start
         metrics |= {
             "step": float(step),
@@ -187,6 +189,8 @@ class EvaluateAndReport(pl.Callback):
         self.metrics = metrics
         checkpoint_dir = self.workdir / "checkpoints" / f"step-{step:08d}"
         trainer.save_checkpoint(checkpoint_dir / CHECKPOINT_FILE)
+        if examples["split"]:  # beside the checkpoint: the driver logs the last one on MLflow
+            predictions.write(examples, checkpoint_dir)
         if self.report is not None:
             self.report(metrics, checkpoint_dir)
         # Older checkpoints go only once a newer one exists and has been reported.
