@@ -67,6 +67,8 @@ def check_predictions(mlf: MlflowClient, run) -> None:
     assert set(rows["split"]) == {"seen", "unseen"}
     assert rows["rule_id"].notna().all() and rows["input"].str.len().gt(0).all()
     assert (rows["correct"] == (rows["prediction"] == rows["target"])).all()
+    # seen rules are training rules: their patterns are trained on by definition
+    assert rows[rows["split"] == "seen"]["pattern_in_training"].all()
     for split in ("seen", "unseen"):
         assert rows[rows["split"] == split]["correct"].mean() == pytest.approx(
             run.data.metrics[f"{split}/exact_match"]

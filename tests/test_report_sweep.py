@@ -158,6 +158,8 @@ def with_examples(t: dict, rng: np.random.Generator, rule_effects: np.ndarray) -
         "prediction": np.where(correct.ravel(), "abd", "abc").tolist(),
         "correct": correct.ravel().tolist(),
         "applied": [True] * n,
+        # the first half of the rules share a pattern with a training rule
+        "pattern_in_training": (np.tile(np.arange(N_RULES), PER_RULE) < N_RULES // 2).tolist(),
     }
     t["unseen"] = float(correct.mean())
     return t
@@ -346,6 +348,9 @@ def test_report_of_a_complete_sweep(tracking_uri: str, tmp_path: Path) -> None:
     assert re.search(r"midpoint ~(\d+) instructions \(95% interval (\d+)–(\d+), seeds", findings)
     assert re.search(r"the transition lies between (\d+) instructions .* and (\d+)", findings)
     assert "I_min: the smallest n_instructions" in findings
+    assert re.search(
+        r"Coverage .*: 10 instructions: 50% of unseen rules \(exact match 0\.\d\d", findings
+    )
     # Absent data is one line, not a failure.
     assert "No power-law trials" in section(html, "long-tail")
     assert "does not vary data.task.p_pattern_present" in section(html, "no-op")

@@ -4,6 +4,7 @@ and the per-example predictions behind them (trainer/predictions.py)."""
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 
 from divsweep.datasets.vocab import EOS, PAD, decode
@@ -41,10 +42,15 @@ def score(
 
 
 def eval_metrics(
-    model: GPT, eval_sets: dict[str, TokenTable], batch_size: int, device: torch.device | str
+    model: GPT,
+    eval_sets: dict[str, TokenTable],
+    batch_size: int,
+    device: torch.device | str,
+    training_patterns: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, float], dict[str, list]]:
     """The metric names of docs/architecture.md (a split with no examples is left out), and the
-    per-example predictions (trainer/predictions.py columns) of the splits read from Arrow."""
+    per-example predictions (trainer/predictions.py columns) of the splits read from Arrow;
+    `training_patterns` are the patterns of the rules trained on."""
     was_training = model.training
     model.eval()
     metrics: dict[str, float] = {}
@@ -54,7 +60,7 @@ def eval_metrics(
             continue
         exact, correct, predicted = score(model, table, batch_size, device)
         if table.source is not None:
-            _add_predictions(rows, name, table, exact, predicted)
+            _add_predictions(rows, name, table, exact, predicted, training_patterns)
         metrics[f"{name}/exact_match"] = float(exact.mean())
         metrics[f"{name}/token_acc"] = float(correct.sum() / table.target_lens.sum().item())
         groups = {}
@@ -69,7 +75,13 @@ def eval_metrics(
     return metrics, rows
 
 
-def _add_predictions(rows, split: str, table: TokenTable, exact, predicted: list[str]) -> None:
+def training_patterns(train: TokenTable) -> frozenset[str]:
+    if train.source is None or "pattern" not in train.source.column_names:
+        return frozenset()
+    return frozenset(pc.unique(train.source.column("pattern")).to_pylist())
+
+
+def _add_predictions(rows, split, table: TokenTable, exact, predicted, patterns) -> None:
     src = table.source
     rows["split"] += [split] * len(table)
     rows["rule_id"] += src.column("rule_id").to_pylist()
@@ -78,3 +90,4 @@ def _add_predictions(rows, split: str, table: TokenTable, exact, predicted: list
     rows["prediction"] += predicted
     rows["correct"] += exact.tolist()
     rows["applied"] += src.column("applied").to_pylist()
+    rows["pattern_in_training"] += [p in patterns for p in src.column("pattern").to_pylist()]

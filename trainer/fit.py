@@ -17,7 +17,7 @@ from divsweep.errors import SpecError
 from divsweep.trainer import predictions
 from divsweep.trainer.config import TrialConfig
 from divsweep.trainer.data import TrialDataModule
-from divsweep.trainer.evaluate import eval_metrics
+from divsweep.trainer.evaluate import eval_metrics, training_patterns
 from divsweep.trainer.module import TrialModule
 
 Report = Callable[[dict[str, float], Path | None], None]
@@ -137,6 +137,7 @@ class EvaluateAndReport(pl.Callback):
 
     def __init__(self, datamodule, config: TrialConfig, total: int, workdir: Path, report):
         self.datamodule = datamodule
+        self.training_patterns = training_patterns(datamodule.train_set)
         self.config = config
         self.total = total
         self.workdir = workdir
@@ -176,6 +177,7 @@ class EvaluateAndReport(pl.Callback):
                 self.datamodule.eval_sets,
                 self.config.train.eval_batch_size,
                 module.device,
+                self.training_patterns,
             )
         metrics |= evaluated
         self.wall_time = self._wall_before + time.perf_counter() - self._start

@@ -25,6 +25,9 @@ SCHEMA = pa.schema(
         ("prediction", pa.string()),
         ("correct", pa.bool_()),  # exact match
         ("applied", pa.bool_()),  # the rule's pattern occurs in the input (False: a no-op)
+        # the rule's pattern is also the pattern of a training rule: a held-out rule whose
+        # pattern was trained on tests less than one whose pattern is new (vocabulary coverage)
+        ("pattern_in_training", pa.bool_()),
     ]
 )
 # metric column of the report → the examples it is the exact match over

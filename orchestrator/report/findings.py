@@ -192,7 +192,44 @@ def transition_line(cells: pd.DataFrame) -> str | None:
     )
 
 
-def headline(sweep: Sweep, cells: pd.DataFrame, fits: list[Transition]) -> list[str]:
+def coverage_sentence(trials: pd.DataFrame, examples: pd.DataFrame, metric: str) -> str | None:
+    """Vocabulary coverage, the confound of small alphabets: per n_instructions of the main
+    grid, the share of unseen rules whose pattern is also a training rule's, and unseen exact
+    match on those vs on rules with a new pattern."""
+    if examples.empty or examples["pattern_in_training"].isna().all():
+        return None
+    unseen = examples[examples["split"] == "unseen"]
+    if metric == APPLIED:
+        unseen = unseen[unseen["applied"]]
+    ref = reference_slice(trials[trials["status"] == "finished"])
+    budget = ref["total_examples"].value_counts().idxmax() if len(ref) else None
+    ref = ref[ref["total_examples"] == budget][["run_id", "n_instructions"]]
+    rows = unseen.merge(ref, on="run_id")
+    if rows.empty:
+        return None
+    parts = []
+    for n_instr, group in rows.groupby("n_instructions", sort=True):
+        covered = group.groupby("rule_id")["pattern_in_training"].first()
+        acc = group.groupby("pattern_in_training")["correct"].mean()
+        new = f"{acc[False]:.2f}" if False in acc else "none"
+        old = f"{acc[True]:.2f}" if True in acc else "none"
+        parts.append(
+            f"{_n(n_instr)} instructions: {covered.mean():.0%} of unseen rules (exact match "
+            f"{old} on them, {new} on new patterns)"
+        )
+    return (
+        f"Coverage (unseen rules whose pattern is also a training rule's pattern; budget "
+        f"{_n(budget)}, {_metric_words(metric)}): " + "; ".join(parts) + ". A rise that follows "
+        "coverage may be vocabulary, not instruction diversity."
+    )
+
+
+def headline(
+    sweep: Sweep,
+    cells: pd.DataFrame,
+    fits: list[Transition],
+    examples: pd.DataFrame | None = None,
+) -> list[str]:
     out = []
     if cells.dropna(subset=[UNSEEN]).empty:
         return ["No finished trial has reported unseen accuracy yet."]
@@ -237,6 +274,9 @@ def headline(sweep: Sweep, cells: pd.DataFrame, fits: list[Transition]) -> list[
     has_op = has_op_sentence(cells)
     if has_op:
         out.append(has_op)
+    coverage = None if examples is None else coverage_sentence(sweep.trials, examples, metric)
+    if coverage:
+        out.append(coverage)
     power = cells[cells["distribution"] == "powerlaw"].dropna(subset=[UNSEEN])
     for n_instr, group in power.groupby("n_instructions"):
         worst = group.loc[group["alpha"].idxmin()]

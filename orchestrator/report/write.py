@@ -94,7 +94,7 @@ def write_report(
         n_trials=sweep.n_trials,
         partial=sweep.partial,
         n_done=sweep.n_done,
-        findings=headline(sweep, cells, fits),
+        findings=headline(sweep, cells, fits, per_example),
         figures=figures,
         paper_rows=paper_vs_ours(cells, fits),
         trials=sweep.trials,
