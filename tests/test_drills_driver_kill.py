@@ -20,11 +20,12 @@ from conftest import trial_runs
 from mlflow import MlflowClient
 from test_orchestrator_spec import tiny_spec
 
+from divsweep.trainer.pause import PAUSE_AT_STEP, PAUSE_DIR, paused, release
+
 DIVSWEEP = str(Path(sys.executable).with_name("divsweep"))
-# the kill leaves some done, one half-done, some not begun; five trials so a quiet machine
-# cannot finish the sweep between two polls
+# the kill leaves one done, one half-done (paused at its first evaluation), three not begun
 GRID = [2, 4, 8, 16, 24]
-STEPS = [50, 100, 150, 200]  # long enough to catch a trial mid-way between polls
+STEPS = [50, 100, 150, 200]
 
 
 def kill_group(pgid: int) -> int:
@@ -52,6 +53,49 @@ def start(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subpr
     )
 
 
+def wait_for(condition, what: str, driver: subprocess.Popen, timeout_s: float = 300):
+    """What `condition()` returns once it is truthy: an event the sweep makes happen (a file a
+    paused trial writes, a state MLflow reaches). Fails at once if the driver ends first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        assert driver.poll() is None, f"sweep ended before {what}: {driver.stderr.read()}"
+        time.sleep(0.2)
+    raise AssertionError(f"no {what} within {timeout_s:.0f} s")
+
+
+def pause_env(pauses: Path, step: int) -> dict[str, str]:
+    """The driver's environment with every trial pausing at `step` (trainer/pause.py)."""
+    return {**os.environ, PAUSE_DIR: str(pauses), PAUSE_AT_STEP: str(step)}
+
+
+def kill_one_done_one_paused(
+    driver: subprocess.Popen, pauses: Path, uri: str, experiment: str, step: int
+) -> None:
+    """SIGKILL a sweep of trials run one at a time (started with `pause_env`) at a known point:
+    the first trial pauses at `step`; released, it finishes and the second pauses at `step`;
+    once MLflow shows the first finished and the second's evaluation, the driver is killed,
+    the rest not begun."""
+    (first,) = wait_for(lambda: paused(pauses), "a first trial to pause", driver)
+    release(pauses, first)
+    (second,) = wait_for(lambda: paused(pauses) - {first}, "a second trial to pause", driver)
+
+    def tracked() -> bool:
+        runs = {r.data.tags["divsweep.trial_key"]: r for r in trial_runs(uri, experiment)}
+        return (
+            runs.get(first) is not None
+            and runs[first].data.tags.get("divsweep.status") == "finished"
+            and runs.get(second) is not None
+            and runs[second].data.metrics.get("step", 0) >= step
+        )
+
+    wait_for(tracked, "MLflow to show the paused state", driver)
+    driver.kill()  # SIGKILL: a crash, the OOM killer, a lost login node
+    driver.wait()
+
+
 @pytest.mark.slow
 def test_resume_after_driver_sigkill_finishes_every_trial_once(tmp_path: Path) -> None:
     raw = tiny_spec(
@@ -65,25 +109,13 @@ def test_resume_after_driver_sigkill_finishes_every_trial_once(tmp_path: Path) -
     spec.write_text(yaml.safe_dump(raw))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     started = time.monotonic()
-    driver = start([DIVSWEEP, "run", str(spec), "--tracking-uri", uri, "--no-report"], tmp_path)
+    pauses = tmp_path / "pauses"
+    env = {**os.environ, PAUSE_DIR: str(pauses), PAUSE_AT_STEP: str(STEPS[0])}
+    driver = start(
+        [DIVSWEEP, "run", str(spec), "--tracking-uri", uri, "--no-report"], tmp_path, env
+    )
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and driver.poll() is None:
-            # MLflow's first-use table creation must not race the driver's: wait for its sweep
-            runs = (
-                trial_runs(uri, "drill-kill")
-                if any(tmp_path.glob("ray_results/*/sweep.json"))
-                else []
-            )
-            done = [r for r in runs if r.data.tags.get("divsweep.status") == "finished"]
-            mid = [r for r in runs if r.data.tags.get("divsweep.status") == "running"
-                   and r.data.metrics.get("step", 0) >= STEPS[0]]  # fmt: skip
-            if done and mid:
-                break
-            time.sleep(0.5)
-        assert driver.poll() is None, f"sweep ended before the kill: {driver.stderr.read()}"
-        driver.kill()  # SIGKILL: a crash, the OOM killer, a lost login node
-        driver.wait()
+        kill_one_done_one_paused(driver, pauses, uri, "drill-kill", STEPS[0])
     finally:
         left = kill_group(driver.pid)
     killed_at = time.monotonic() - started

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import yaml
 from conftest import S3_ENV, trial_runs
 from mlflow import MlflowClient
 from pyarrow import fs
-from test_drills_driver_kill import kill_group, start
+from test_drills_driver_kill import kill_group, kill_one_done_one_paused, pause_env, start
 from test_orchestrator_spec import tiny_spec
 
 DIVSWEEP = str(Path(sys.executable).with_name("divsweep"))
@@ -108,21 +107,11 @@ def test_resume_from_another_folder_with_nothing_local_finishes_every_trial_once
     spec.write_text(yaml.safe_dump(raw))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = s3_env(s3_server)
-    driver = start([DIVSWEEP, "run", str(spec), "--tracking-uri", uri, "--no-report"], first, env)
+    paused_env = {**pause_env(tmp_path / "pauses", STEPS[0]), **env}
+    cmd = [DIVSWEEP, "run", str(spec), "--tracking-uri", uri, "--no-report"]
+    driver = start(cmd, first, paused_env)
     try:
-        deadline = time.monotonic() + 400
-        while time.monotonic() < deadline and driver.poll() is None:
-            begun = (first / ".divsweep" / "journals").is_dir()  # its parent run exists
-            runs = trial_runs(uri, "s3-resume") if begun else []
-            done = [r for r in runs if r.data.tags.get("divsweep.status") == "finished"]
-            mid = [r for r in runs if r.data.tags.get("divsweep.status") == "running"
-                   and r.data.metrics.get("step", 0) >= STEPS[0]]  # fmt: skip
-            if done and mid:
-                break
-            time.sleep(0.5)
-        assert driver.poll() is None, f"sweep ended before the kill: {driver.stderr.read()}"
-        driver.kill()
-        driver.wait()
+        kill_one_done_one_paused(driver, tmp_path / "pauses", uri, "s3-resume", STEPS[0])
     finally:
         kill_group(driver.pid)
     before = trial_runs(uri, "s3-resume")

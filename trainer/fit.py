@@ -15,10 +15,11 @@ import torch
 from divsweep.datasets.vocab import VOCAB
 from divsweep.errors import SpecError
 from divsweep.trainer import predictions
-from divsweep.trainer.config import TrialConfig
+from divsweep.trainer.config import TrialConfig, trial_key
 from divsweep.trainer.data import TrialDataModule
 from divsweep.trainer.evaluate import eval_metrics, training_patterns
 from divsweep.trainer.module import TrialModule
+from divsweep.trainer.pause import Pause
 
 Report = Callable[[dict[str, float], Path | None], None]
 CHECKPOINT_FILE = "trial.ckpt"
@@ -138,6 +139,7 @@ class EvaluateAndReport(pl.Callback):
     def __init__(self, datamodule, config: TrialConfig, total: int, workdir: Path, report):
         self.datamodule = datamodule
         self.training_patterns = training_patterns(datamodule.train_set)
+        self.pause = Pause(trial_key(config))  # drills only; off by default
         self.config = config
         self.total = total
         self.workdir = workdir
@@ -199,4 +201,5 @@ class EvaluateAndReport(pl.Callback):
         for old in checkpoint_dir.parent.glob("step-*"):
             if old != checkpoint_dir:
                 shutil.rmtree(old, ignore_errors=True)
+        self.pause.at(step)
         self._train_start = time.perf_counter()
