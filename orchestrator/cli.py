@@ -135,7 +135,7 @@ def report(
     tracking_uri = _tracking_uri(experiment, tracking_uri, storage_path)
     check_reachable(absolute_uri(tracking_uri))
     path = write(experiment, tracking_uri=tracking_uri, out_dir=out)
-    typer.echo(f"report: {path}")
+    typer.echo(f"report: {path.resolve()}")  # absolute: openable from anywhere
 
 
 def _finish(sweep, no_report: bool) -> None:
@@ -166,7 +166,7 @@ def _report(sweep) -> None:
             raise
         typer.echo("report module not installed; skipping the report", err=True)
         return
-    typer.echo(f"report: {path}")
+    typer.echo(f"report: {path.resolve()}")  # absolute: openable from anywhere
     import pandas as pd
 
     from divsweep.orchestrator.report.findings import transition_line
