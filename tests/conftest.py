@@ -63,33 +63,48 @@ def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+def wait_until_answers(proc: subprocess.Popen, url: str, log_path: Path, timeout_s: float) -> None:
+    """Wait until a server this test started answers `url` (any 2xx/3xx); fails with its log
+    if it exits first, and stops it if it has not answered within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{' '.join(map(str, proc.args))} exited: {log_path.read_text()}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()  # 4xx/5xx raise: not ready
+            return
+        except OSError:
+            time.sleep(0.3)
+    stop_process(proc)
+    raise RuntimeError(f"{url} did not answer within {timeout_s:g} s (log: {log_path})")
+
+
 def start_mlflow_server(
-    workdir: Path, port: int, extra_args: list[str] | None = None
+    workdir: Path,
+    port: int,
+    extra_args: list[str] | None = None,
+    *,
+    backend_store_uri: str | None = None,
+    artifacts_destination: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 120,
 ) -> subprocess.Popen:
-    """Start a real `mlflow server` on 127.0.0.1 and wait until it answers /health."""
+    """Start a real `mlflow server` on 127.0.0.1 and wait until it answers /health. Its
+    stores default to SQLite and a folder in workdir; `env` replaces its environment."""
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "mlflow", "server",
         "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{workdir / 'server.db'}",
-        "--artifacts-destination", str(workdir / "artifacts"),
+        "--backend-store-uri", backend_store_uri or f"sqlite:///{workdir / 'server.db'}",
+        "--artifacts-destination", artifacts_destination or str(workdir / "artifacts"),
         "--workers", "1",
         *(extra_args or []),
     ]  # fmt: skip
-    log = open(workdir / "server.log", "ab")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited: {(workdir / 'server.log').read_text()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("mlflow server did not become healthy within 120 s")
+    log_path = workdir / "server.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env)
+    wait_until_answers(proc, f"http://127.0.0.1:{port}/health", log_path, timeout_s)
+    return proc
 
 
 def stop_process(proc: subprocess.Popen) -> None:
@@ -115,19 +130,11 @@ def start_s3_server(workdir: Path, port: int) -> subprocess.Popen:
     tests use it), in its own process group; waits until it answers."""
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)]
-    log = open(workdir / "s3.log", "ab")  # noqa: SIM115 - lives as long as the server
+    log_path = workdir / "s3.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"moto_server exited: {(workdir / 's3.log').read_text()}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
-            return proc
-        except OSError:
-            time.sleep(0.3)
-    stop_process(proc)
-    raise RuntimeError("moto_server did not answer within 60 s")
+    wait_until_answers(proc, f"http://127.0.0.1:{port}/", log_path, 60)
+    return proc
 
 
 S3_ENV = {
