@@ -241,22 +241,24 @@ def headline(
             f"No logistic fit of the transition: four parameters need at least {MIN_LEVELS} "
             "n_instructions values at one budget, and per-example predictions of its trials."
         )
-    best = cells.loc[cells[UNSEEN].idxmax()]
-    out.append(
-        f"Best cell: {_n(best['n_instructions'])} instructions × "
-        f"{_n(best['examples_per_instruction'])} examples ({best['distribution']}) reaches "
-        f"unseen exact match {best[UNSEEN]:.2f} (seen {best[SEEN]:.2f})."
-    )
-    least = least_examples(cells).dropna(subset=["total_examples"])
+    words = _metric_words(metric)
+    best = cells.loc[cells[metric].idxmax()] if cells[metric].notna().any() else None
+    if best is not None:
+        out.append(
+            f"Best cell: {_n(best['n_instructions'])} instructions × "
+            f"{_n(best['examples_per_instruction'])} examples ({best['distribution']}) reaches "
+            f"unseen exact match {best[metric]:.2f} {words} (seen {best[SEEN]:.2f})."
+        )
+    least = least_examples(cells, metric=metric).dropna(subset=["total_examples"])
     for target in TARGETS:
         hit = least[least["target"] == target]
         if hit.empty:
-            out.append(f"No configuration reached unseen exact match {target:g}.")
+            out.append(f"No configuration reached unseen exact match {target:g} {words}.")
             continue
         row = hit.loc[hit["total_examples"].idxmin()]
         out.append(
-            f"Unseen exact match ≥ {target:g} is first reached with {_n(row['total_examples'])} "
-            f"examples, using {_n(row['n_instructions'])} instructions."
+            f"Unseen exact match {words} ≥ {target:g} is first reached with "
+            f"{_n(row['total_examples'])} examples, using {_n(row['n_instructions'])} instructions."
         )
     ref = reference_slice(cells).dropna(subset=[UNSEEN, SEEN])
     if ref["n_instructions"].nunique() >= 2:
