@@ -59,10 +59,12 @@ def _max_steps(spec: SweepSpec) -> int | None:
     return None if None in steps else max(steps)
 
 
-def trainable(spec: SweepSpec, function=run_trial):
+def trainable(spec: SweepSpec, function=None):
     """`function` (a Tune function trainable over `config["trial"]`) with the spec's
-    resources; the sweep's is run_trial, a test or benchmark may bring a cheap one."""
-    return tune.with_resources(function, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    resources; the sweep's is run_trial, a test or benchmark may bring a cheap one. (Looked up
+    when called, not bound as a default, so a drill can wrap this module's run_trial.)"""
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    return tune.with_resources(function or run_trial, resources)
 
 
 def make_tuner(
@@ -71,7 +73,7 @@ def make_tuner(
     storage: Path,
     name: str,
     callbacks: list[tune.Callback],
-    function=run_trial,
+    function=None,
 ) -> tune.Tuner:
     """One Tuner for the whole sweep: its searcher (orchestrator/search.py) hands Tune every
     trial config; `context` (cache dir, ...) travels to every trial unchanged."""
@@ -109,7 +111,7 @@ def run_config(
     )
 
 
-def restore_tuner(spec: SweepSpec, path: str | Path, function=run_trial) -> tune.Tuner:
+def restore_tuner(spec: SweepSpec, path: str | Path, function=None) -> tune.Tuner:
     """The sweep's Tuner as its last driver left it: trials, searcher state and the callbacks,
     which find this driver's tracker and display in `setup` (see `attach`)."""
     _quiet_tune()

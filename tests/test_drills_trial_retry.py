@@ -18,10 +18,12 @@ from test_orchestrator_spec import tiny_spec
 import divsweep
 from divsweep.orchestrator import tuner
 from divsweep.orchestrator.spec import parse_spec
+from divsweep.tracking import SYSTEM_PREFIX
 from divsweep.workers.trial import run_trial
 
 STEPS = [4, 8, 12]
-# timings and throughput differ between any two runs; everything else must not
+# timings, throughput and system samples (stepped by seconds since the run began) differ
+# between any two runs; everything else must not
 UNTIMED = {"wall_time_s", "output_tokens_per_s"}
 
 
@@ -62,6 +64,7 @@ def histories(uri: str, sweep) -> tuple[str, dict[str, list[tuple[int, float]]]]
     return run.info.run_id, {
         name: [(m.step, m.value) for m in mlf.get_metric_history(run.info.run_id, name)]
         for name in sorted(set(run.data.metrics) - UNTIMED)
+        if not name.startswith(SYSTEM_PREFIX)
     }
 
 
