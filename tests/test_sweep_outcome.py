@@ -55,7 +55,7 @@ def test_failed_trial_exits_1_counts_outcomes_and_fails_the_parent(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     real = tuner.trainable
     wrap = failing_for(FAILING_N)
-    monkeypatch.setattr(tuner, "trainable", lambda s, f=tuner.run_trial: real(s, wrap(f)))
+    monkeypatch.setattr(tuner, "trainable", lambda s, f=None: real(s, wrap(f or tuner.run_trial)))
     monkeypatch.chdir(tmp_path)  # the report folder
 
     code = run_cli(["run", str(spec), "--tracking-uri", uri], monkeypatch)
