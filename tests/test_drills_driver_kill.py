@@ -53,6 +53,19 @@ def start(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subpr
     )
 
 
+def run_to_end(
+    cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout_s: float = 600
+) -> tuple[int, str]:
+    """Run a divsweep command to its end in its own process group (reaped whatever happens);
+    returns its exit code and stderr."""
+    proc = start(cmd, cwd, env)
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    finally:
+        kill_group(proc.pid)
+    return proc.returncode, err
+
+
 def wait_for(condition, what: str, driver: subprocess.Popen, timeout_s: float = 300):
     """What `condition()` returns once it is truthy: an event the sweep makes happen (a file a
     paused trial writes, a state MLflow reaches). Fails at once if the driver ends first."""

@@ -16,7 +16,13 @@ import yaml
 from conftest import S3_ENV, trial_runs
 from mlflow import MlflowClient
 from pyarrow import fs
-from test_drills_driver_kill import kill_group, kill_one_done_one_paused, pause_env, start
+from test_drills_driver_kill import (
+    kill_group,
+    kill_one_done_one_paused,
+    pause_env,
+    run_to_end,
+    start,
+)
 from test_orchestrator_spec import tiny_spec
 
 DIVSWEEP = str(Path(sys.executable).with_name("divsweep"))
@@ -46,12 +52,8 @@ def test_s3_sweep_keeps_its_state_in_the_bucket(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cmd = [DIVSWEEP, "run", str(spec), "--tracking-uri", uri, "--no-report"]
     env = s3_env(s3_server)
-    driver = start(cmd, tmp_path, env)
-    try:
-        _, err = driver.communicate(timeout=600)
-    finally:
-        kill_group(driver.pid)
-    assert driver.returncode == 0, err
+    code, err = run_to_end(cmd, tmp_path, env)
+    assert code == 0, err
 
     files = bucket_files(s3_server, root.removeprefix("s3://"))
     (state,) = [f for f in files if f.endswith("/sweep.json")]
@@ -68,9 +70,9 @@ def test_s3_sweep_keeps_its_state_in_the_bucket(
     # from another folder, the storage alone finds the sweep's MLflow store
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    status = start([DIVSWEEP, "status", "s3-sweep", "--storage-path", root], elsewhere, env)
-    _, err = status.communicate(timeout=120)
-    assert status.returncode == 0, err
+    status = [DIVSWEEP, "status", "s3-sweep", "--storage-path", root]
+    code, err = run_to_end(status, elsewhere, env, timeout_s=120)
+    assert code == 0, err
 
 
 def test_a_bad_storage_uri_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -119,12 +121,8 @@ def test_resume_from_another_folder_with_nothing_local_finishes_every_trial_once
     shutil.rmtree(first)  # the first machine is gone: spec, local journal, everything
 
     cmd = [DIVSWEEP, "resume", "s3-resume", "--storage-path", root, "--tracking-uri", uri]
-    resume = start([*cmd, "--no-report"], second, env)
-    try:
-        _, err = resume.communicate(timeout=600)
-    finally:
-        kill_group(resume.pid)
-    assert resume.returncode == 0, err
+    code, err = run_to_end([*cmd, "--no-report"], second, env)
+    assert code == 0, err
 
     after = trial_runs(uri, "s3-resume")
     keys = [r.data.tags["divsweep.trial_key"] for r in after]

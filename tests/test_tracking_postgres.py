@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import S3_ENV, free_port, start_mlflow_server, stop_process
 from mlflow import MlflowClient
-from test_drills_driver_kill import kill_group, start
+from test_drills_driver_kill import run_to_end
 from test_orchestrator_spec import tiny_spec
 from test_orchestrator_sweep import check_tracked
 from test_storage_sweep import bucket_files
@@ -113,12 +113,8 @@ def test_sweep_and_report_against_postgres_and_s3(
     # the driver talks to MLflow only: no S3 endpoint or credential of its own
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_S3"))}
     cmd = [DIVSWEEP, "run", str(spec), "--tracking-uri", production_server]
-    driver = start(cmd, tmp_path, env)
-    try:
-        _, err = driver.communicate(timeout=600)
-    finally:
-        kill_group(driver.pid)
-    assert driver.returncode == 0, err
+    code, err = run_to_end(cmd, tmp_path, env)
+    assert code == 0, err
     assert (tmp_path / "reports" / "pg-s3" / "report.html").is_file()
 
     mlf = MlflowClient(production_server)
