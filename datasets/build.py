@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from divsweep.datasets.cache import cache_dir as resolve_cache_dir
 from divsweep.datasets.cache import dataset_key, ensure
-from divsweep.datasets.config import DataConfig, EvalConfig, check_eval_fits
+from divsweep.datasets.config import DataConfig, EvalConfig, check_eval_fits, validation_size
 from divsweep.datasets.generate import eval_seen_table, eval_unseen_table, train_table
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,8 @@ class TrialData:
 
     train: Path
     eval_seen: Path
-    eval_unseen: Path
+    eval_unseen: Path  # the held-out test rules
+    eval_unseen_val: Path  # the held-out validation rules (empty with validation_instructions 0)
 
 
 def _read(path: Path) -> pa.Table:
@@ -35,12 +36,13 @@ def build(cfg: DataConfig, eval_cfg: EvalConfig, cache_dir: Path | None = None) 
 
     Idempotent and safe to call from many processes at once: each file is built at most once,
     under a file lock, and written atomically. Each file's key covers only what its rows
-    depend on, so eval_unseen (task + unseen eval settings) is shared by a whole sweep.
+    depend on, so the unseen-rule files (task + unseen eval settings) are shared by a whole sweep.
     """
     check_eval_fits(cfg.task, eval_cfg)
     root = resolve_cache_dir(cache_dir)
     data = cfg.canonical()
     evals = eval_cfg.canonical()
+    per_rule = {k: evals[k] for k in ("unseen_examples_per_instruction", "seed")}
     specs = {
         "train": {"data": data},
         "eval_seen": {
@@ -49,17 +51,19 @@ def build(cfg: DataConfig, eval_cfg: EvalConfig, cache_dir: Path | None = None) 
         },
         "eval_unseen": {
             "task": cfg.task.canonical(),
-            "eval": {
-                k: evals[k]
-                for k in ("unseen_instructions", "unseen_examples_per_instruction", "seed")
-            },
+            "eval": {"unseen_instructions": evals["unseen_instructions"]} | per_rule,
+        },
+        "eval_unseen_val": {
+            "task": cfg.task.canonical(),
+            "eval": {"validation_instructions": validation_size(cfg.task, eval_cfg)} | per_rule,
         },
     }
     paths = {kind: root / f"{dataset_key(kind, spec)}.arrow" for kind, spec in specs.items()}
     makers = {
         "train": lambda: train_table(cfg),
         "eval_seen": lambda: eval_seen_table(cfg, eval_cfg, _read(paths["train"])),
-        "eval_unseen": lambda: eval_unseen_table(cfg.task, eval_cfg),
+        "eval_unseen": lambda: eval_unseen_table(cfg.task, eval_cfg, "test"),
+        "eval_unseen_val": lambda: eval_unseen_table(cfg.task, eval_cfg, "val"),
     }
     for kind, path in paths.items():
         if ensure(path, kind, specs[kind], makers[kind]):

@@ -50,8 +50,16 @@ class TaskBase(FrozenConfig):
     _root: ClassVar[str] = "task"
 
     family: str
-    n_unseen: int = Field(1000, ge=0, description="rules held out of every training set")
+    n_unseen: int = Field(
+        1100, ge=0, description="held-out pool: test rules first, validation rules last"
+    )
     universe_seed: int = 0
+    # K: the first K distinct patterns x of the universe order are reserved for the held-out
+    # pool, which draws only rules with them, and no training rule has one; so unseen-rule
+    # accuracy cannot come from training on the same pattern in another pair (coverage)
+    holdout_patterns: int | None = Field(
+        None, ge=1, description="patterns reserved for held-out rules; None: rules held out"
+    )
 
 
 class TaskConfig(TaskBase):
@@ -107,8 +115,11 @@ Task = Annotated[SerializeAsAny[TaskBase], BeforeValidator(_as_task)]
 class DataConfig(FrozenConfig):
     """One training set: `n_instructions` rules, and either examples per rule or a total budget.
 
-    Training rules are a prefix of one fixed order of the task's training pool, so the rules of
-    a set with I instructions are contained in every set with more (nested across I).
+    `rules: resampled` (default) draws the rules from the training pool in an order fixed by
+    the rule seed (default: the data seed), so seeds differ in which instructions they train
+    on; `rules: prefix` takes them in the task's one universe order, the same for every seed.
+    Either way the rules of a set with I instructions are contained in every set with more for
+    the same rule seed (nested across I), and none is in the held-out pool.
     """
 
     _root: ClassVar[str] = "data"
@@ -126,6 +137,17 @@ class DataConfig(FrozenConfig):
         None, ge=1, validate_default=True, description="total examples, split across rules"
     )
     seed: int = 0
+    rules: Literal["resampled", "prefix"] = "resampled"
+    rule_seed: int | None = Field(
+        None, ge=0, validate_default=True, description="order of the rules drawn; None: seed"
+    )
+
+    @field_validator("rule_seed")
+    @classmethod
+    def _rule_seed_iff_resampled(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("rules") == "prefix":
+            raise ValueError("rules: prefix takes the universe order, which has no rule seed")
+        return value
 
     @field_validator("n_instructions")
     @classmethod
@@ -159,6 +181,13 @@ class DataConfig(FrozenConfig):
         return value
 
     @property
+    def rule_order_seed(self) -> int | None:
+        """The seed that orders this set's rules; None for the fixed universe prefix."""
+        if self.rules == "prefix":
+            return None
+        return self.seed if self.rule_seed is None else self.rule_seed
+
+    @property
     def total_examples(self) -> int:
         if self.budget is not None:
             return self.budget
@@ -166,7 +195,9 @@ class DataConfig(FrozenConfig):
 
 
 class EvalConfig(FrozenConfig):
-    """Eval set sizes. `seen`: new inputs for the training rules; `unseen`: held-out rules.
+    """Eval set sizes. `seen`: new inputs for the training rules; `unseen`: the held-out test
+    rules (what reports headline); `unseen_val`: other held-out rules, the validation split
+    that selection (schedulers, searches) reads, so the test rules never steer a sweep.
 
     Paper: 10^5 test examples of unseen rules (1000 rules x 100 inputs, the defaults).
     """
@@ -176,13 +207,32 @@ class EvalConfig(FrozenConfig):
     seen_examples: int = Field(10_000, ge=1)
     unseen_instructions: int = Field(1000, ge=1)
     unseen_examples_per_instruction: int = Field(100, ge=1)
+    # paper silent (it selects nothing); taken from the end of the held-out pool. None: what
+    # the pool holds beyond the test rules, at most DEFAULT_VALIDATION (`validation_size`)
+    validation_instructions: int | None = Field(None, ge=0)
     seed: int = 0
 
 
+DEFAULT_VALIDATION = 100
+
+
+def validation_size(task: TaskBase, eval_cfg: EvalConfig) -> int:
+    """How many held-out rules are validation rules (eval.validation_instructions resolved)."""
+    if eval_cfg.validation_instructions is not None:
+        return eval_cfg.validation_instructions
+    return max(0, min(DEFAULT_VALIDATION, task.n_unseen - eval_cfg.unseen_instructions))
+
+
 def check_eval_fits(task: TaskBase, eval_cfg: EvalConfig) -> None:
-    """The unseen eval set draws from the task's held-out pool, so it cannot be larger."""
+    """The test and validation rules are disjoint parts of the task's held-out pool."""
     if eval_cfg.unseen_instructions > task.n_unseen:
         raise SpecError(
             f"eval.unseen_instructions: must be <= task.n_unseen ({task.n_unseen}), "
             f"got {eval_cfg.unseen_instructions}"
+        )
+    room = task.n_unseen - eval_cfg.unseen_instructions
+    if validation_size(task, eval_cfg) > room:
+        raise SpecError(
+            f"eval.validation_instructions: must be <= task.n_unseen - eval.unseen_instructions "
+            f"({room}), got {eval_cfg.validation_instructions}"
         )

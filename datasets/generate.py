@@ -6,28 +6,103 @@ purpose), so a config always yields the same rows in the same order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
+
 import numpy as np
 import pyarrow as pa
 
-from divsweep.datasets.config import DataConfig, EvalConfig, TaskBase
+from divsweep.datasets.config import DataConfig, EvalConfig, TaskBase, validation_size
 from divsweep.datasets.families import resolve
 from divsweep.datasets.rewrite import Examples, Rule
 from divsweep.datasets.sampling import allocate, head_mask
 from divsweep.datasets.vocab import encode_batch, prompt_text
+from divsweep.errors import SpecError
 
 # Bump when generated content changes for an unchanged config: it is part of every cache key.
 GENERATOR_VERSION = "1"
-
-
-def training_rules(cfg: DataConfig) -> tuple[Rule, ...]:
-    """The first n_instructions rules after the unseen pool: nested across n_instructions."""
-    task = cfg.task
-    every = resolve(task.family).rules(task, task.n_unseen + cfg.n_instructions)
-    return every[task.n_unseen :]
+NEVER_TRAINED = "never_trained"  # the seen-eval bucket of rules that got no training example
 
 
 def unseen_rules(task: TaskBase) -> tuple[Rule, ...]:
-    return resolve(task.family).rules(task, task.n_unseen)
+    """The held-out pool, never trained on: the first n_unseen rules of the universe order, or
+    with `holdout_patterns` K the first n_unseen whose pattern is one of the K reserved ones."""
+    if task.holdout_patterns is None:
+        return resolve(task.family).rules(task, task.n_unseen)
+    return _pattern_holdout(task)[0]
+
+
+@lru_cache(maxsize=16)
+def _pattern_holdout(task: TaskBase) -> tuple[tuple[Rule, ...], frozenset[str]]:
+    """(held-out pool, reserved patterns): the first `holdout_patterns` distinct patterns of the
+    universe order, and the first n_unseen rules of that order with one of them."""
+    family, asked = resolve(task.family), 4 * task.n_unseen
+    while True:
+        order = family.rules(task, asked)
+        reserved = list(dict.fromkeys(x for x, _ in order))[: task.holdout_patterns]
+        pool = [rule for rule in order if rule[0] in set(reserved)][: task.n_unseen]
+        complete = len(reserved) == task.holdout_patterns and len(pool) == task.n_unseen
+        if complete:
+            return tuple(pool), frozenset(reserved)
+        if len(order) < asked:  # the universe ran out
+            raise SpecError(
+                f"data.task.n_unseen: only {len(pool)} rules have one of the "
+                f"{len(reserved)} held-out patterns, got {task.n_unseen}"
+            )
+        asked *= 2
+
+
+def test_rules(task: TaskBase, eval_cfg: EvalConfig) -> tuple[Rule, ...]:
+    return unseen_rules(task)[: eval_cfg.unseen_instructions]
+
+
+def validation_rules(task: TaskBase, eval_cfg: EvalConfig) -> tuple[Rule, ...]:
+    """The last `validation_size` rules of the pool: disjoint from the test rules."""
+    pool = unseen_rules(task)
+    return pool[len(pool) - validation_size(task, eval_cfg) :]
+
+
+def _excluded(task: TaskBase) -> Callable[[Rule], bool]:
+    """Whether a rule may not be trained on: a held-out rule, or with `holdout_patterns` any
+    rule whose pattern is reserved for the held-out pool."""
+    if task.holdout_patterns is not None:
+        reserved = _pattern_holdout(task)[1]
+        return lambda rule: rule[0] in reserved
+    return set(unseen_rules(task)).__contains__
+
+
+def _candidates(cfg: DataConfig, n: int) -> tuple[Rule, ...]:
+    """The first n rules of this set's candidate order: the universe order (`rules: prefix`), or
+    the order of the same universe under a universe seed derived from the rule seed (`rules:
+    resampled`). Either passes held-out rules, which `training_rules` skips."""
+    task = cfg.task
+    family = resolve(task.family)
+    if cfg.rule_order_seed is None:
+        return family.rules(task, n)
+    state = np.random.SeedSequence([task.universe_seed, cfg.rule_order_seed, 0x7A1E])
+    reordered = task.model_copy(
+        update={"universe_seed": int(state.generate_state(1)[0]), "n_unseen": 0}
+    )
+    return family.rules(reordered, n)
+
+
+def training_rules(cfg: DataConfig) -> tuple[Rule, ...]:
+    """The first n_instructions allowed rules of the candidate order: nested across
+    n_instructions for one rule seed, and never a held-out rule (nor pattern, if so set)."""
+    excluded = _excluded(cfg.task)
+    want, asked = cfg.n_instructions, cfg.n_instructions + cfg.task.n_unseen
+    while True:
+        candidates = _candidates(cfg, asked)
+        allowed = [rule for rule in candidates if not excluded(rule)]
+        if len(allowed) >= want:
+            return tuple(allowed[:want])
+        if len(candidates) < asked:  # the universe ran out
+            raise SpecError(
+                f"data.n_instructions: the task has only {len(allowed)} training rules outside "
+                f"its held-out {'rules' if cfg.task.holdout_patterns is None else 'patterns'}, "
+                f"got {want}"
+            )
+        asked *= 2
 
 
 def _table(ex: Examples, rule_ids: np.ndarray, bucket: list[str] | None = None) -> pa.Table:
@@ -61,8 +136,9 @@ def train_table(cfg: DataConfig) -> pa.Table:
 
 
 def eval_seen_table(cfg: DataConfig, eval_cfg: EvalConfig, train: pa.Table) -> pa.Table:
-    """seen_examples rows on the training rules, each rule equally likely (not by frequency):
-    it asks whether each instruction was learned, rare ones included.
+    """seen_examples rows on the set's rules, each rule equally likely (not by frequency): it
+    asks whether each instruction was learned, rare ones included; rules with no training
+    example are bucket `never_trained`.
 
     Inputs are drawn from a separate stream; an (rule, input) pair that also occurs in the
     training set is redrawn, so these are new inputs wherever the input space allows it.
@@ -81,20 +157,30 @@ def eval_seen_table(cfg: DataConfig, eval_cfg: EvalConfig, train: pa.Table) -> p
         for j, i in enumerate(stale):
             for name in ("input", "output", "applied"):
                 getattr(ex, name)[i] = getattr(fresh, name)[j]
-    if cfg.distribution == "uniform":
-        bucket = ["all"] * len(which)
-    else:
-        head = head_mask(allocate(cfg))
-        bucket = ["head" if head[i] else "tail" for i in which.tolist()]
+    counts = allocate(cfg)
+    head = head_mask(counts) if cfg.distribution == "powerlaw" else np.zeros(len(counts), bool)
+    bucket = [_seen_bucket(cfg, counts[i], head[i]) for i in which.tolist()]
     return _table(ex, which + task.n_unseen, bucket)
 
 
-def eval_unseen_table(task: TaskBase, eval_cfg: EvalConfig) -> pa.Table:
-    """unseen_examples_per_instruction rows for each of the first unseen_instructions held-out
-    rules; depends on the task and eval configs only, so one file serves a whole sweep."""
-    rng = np.random.default_rng([eval_cfg.seed, 0x0A5E])
-    which = np.repeat(
-        np.arange(eval_cfg.unseen_instructions), eval_cfg.unseen_examples_per_instruction
-    )
-    ex = resolve(task.family).examples(task, list(unseen_rules(task)), which, rng)
-    return _table(ex, which)
+def _seen_bucket(cfg: DataConfig, count: int, head: bool) -> str:
+    """never_trained: a rule of the set that got no example (power law); it is evaluated apart,
+    since it was never seen. Otherwise head / tail (power law) or all."""
+    if count == 0:
+        return NEVER_TRAINED
+    if cfg.distribution == "uniform":
+        return "all"
+    return "head" if head else "tail"
+
+
+def eval_unseen_table(task: TaskBase, eval_cfg: EvalConfig, split: str = "test") -> pa.Table:
+    """unseen_examples_per_instruction rows for each test rule (`split` "test") or validation
+    rule ("val") of the held-out pool; rule ids are positions in the pool. Depends on the task
+    and eval configs only, so one file per split serves a whole sweep."""
+    rule_list = test_rules(task, eval_cfg) if split == "test" else validation_rules(task, eval_cfg)
+    first_id = 0 if split == "test" else task.n_unseen - len(rule_list)
+    rng = np.random.default_rng([eval_cfg.seed, 0x0A5E] if split == "test" else
+                                [eval_cfg.seed, 0x0A5F])  # fmt: skip
+    which = np.repeat(np.arange(len(rule_list)), eval_cfg.unseen_examples_per_instruction)
+    ex = resolve(task.family).examples(task, list(rule_list), which, rng)
+    return _table(ex, which + first_id)

@@ -41,6 +41,8 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 
 
 def _ragged(column: pa.ChunkedArray) -> RaggedTokens:
+    if column.num_chunks == 0:  # a table of no rows (e.g. no validation rules) has no batch
+        return RaggedTokens(torch.zeros(0, dtype=torch.uint8), torch.zeros(1, dtype=torch.int32))
     (chunk,) = column.chunks  # written as one record batch, see cache.write_dataset
     # np.frombuffer on the Arrow buffers themselves: a view of the mmap. (Array.to_numpy is
     # zero-copy too, but its first call imports pandas: ~30 MB per reader process.)

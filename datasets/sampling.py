@@ -21,20 +21,24 @@ def largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
 
 
 def allocate(cfg: DataConfig) -> np.ndarray:
-    """Examples per instruction (in training order), summing exactly to `cfg.total_examples`.
+    """Examples per instruction (in training order), summing exactly to `cfg.total_examples`."""
+    return allocation(cfg.n_instructions, cfg.total_examples, cfg.distribution, cfg.alpha, cfg.seed)
+
+
+def allocation(n: int, total: int, distribution: str, alpha: float | None, seed: int) -> np.ndarray:
+    """`allocate` from the data config's values (a report has them as MLflow params).
 
     uniform: the budget's remainder goes one each to the first instructions.
     powerlaw: weights are numpy's `power(alpha)` draws (PMF alpha * x^(alpha-1) on [0, 1]),
     one per instruction; small alpha concentrates mass on few instructions, and an instruction
     may get 0 examples (rare instructions are effectively missing, the paper's point).
     """
-    n, total = cfg.n_instructions, cfg.total_examples
-    if cfg.distribution == "uniform":
+    if distribution == "uniform":
         counts = np.full(n, total // n, dtype=np.int64)
         counts[: total % n] += 1
         return counts
-    rng = np.random.default_rng([cfg.seed, 0xA11C])
-    weights = rng.power(cfg.alpha, n)
+    rng = np.random.default_rng([seed, 0xA11C])
+    weights = rng.power(alpha, n)
     if weights.sum() == 0:  # only for absurdly small alpha: fall back to one instruction
         weights[0] = 1.0
     return largest_remainder(weights, total)

@@ -95,7 +95,7 @@ def encode_batch(texts: list[str], eos: bool) -> tuple[np.ndarray, np.ndarray]:
     One bytes.translate over the joined text instead of a Python loop per character.
     """
     lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)) + int(eos)
-    joined = ("\x00".join(texts) + "\x00") if eos else "".join(texts)
+    joined = ("\x00".join(texts) + "\x00") if eos and texts else "".join(texts)
     raw = joined.encode("ascii", errors="replace")
     values = np.frombuffer(raw.translate(_TABLE), dtype=np.uint8).copy()
     if eos:

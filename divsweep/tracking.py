@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 ROLE, SWEEP, STATUS = "divsweep.role", "divsweep.sweep", "divsweep.status"
 KEY = "divsweep.trial_key"
+# on the parent run: the metric (and mode) the sweep's scheduler and searches optimised
+SELECTION = "divsweep.selection"
 PARENT = "mlflow.parentRunId"
 # MLflow 3's UI opens an experiment on the view its kind names; without the tag it guesses,
 # and an experiment of runs without traces opens on the (empty) GenAI overview. Key and value
@@ -39,7 +41,8 @@ PARENT = "mlflow.parentRunId"
 EXPERIMENT_KIND, CUSTOM_MODEL = "mlflow.experimentKind", "custom_model_development"
 # A trial's datasets as MLflow inputs: cache-file kind (datasets/build.py) -> the input's
 # context (MLflow's `mlflow.data.context` tag); a digest is at most 36 characters in MLflow.
-DATASET_CONTEXTS = {"train": "training", "eval_seen": "eval_seen", "eval_unseen": "eval_unseen"}
+DATASET_CONTEXTS = {"train": "training", "eval_seen": "eval_seen", "eval_unseen": "eval_unseen",
+                    "eval_unseen_val": "eval_unseen_val"}  # fmt: skip
 DATASET_CONTEXT, DIGEST_CHARS = "mlflow.data.context", 36
 # A trial's system metrics (workers/sysmetrics.py): MLflow's UI charts "system/..." metrics
 # in a run's System metrics tab. The process figures are the trial's own; the GPU ones, named

@@ -15,7 +15,7 @@ axes:                                     # any setting of the trial, by its dot
   train.lr: {loguniform: [1.0e-4, 1.0e-2]}  # a distribution: for random / optuna search
 search: grid                              # or {random: 8}, {optuna: 32},
                                           # or {kind: adaptive, resolution: 1.5, max_trials: 40}
-selection: {metric: unseen/exact_match, mode: max}  # what the scheduler and searches optimise
+selection: {metric: unseen_val/exact_match, mode: max}  # what the scheduler and searches optimise
 scheduler: {kind: asha, grace_period: 50} # or fifo
 resources: {cpu: 1, gpu: 0.25}
 max_concurrent_trials: 4
@@ -36,18 +36,22 @@ import yaml
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from divsweep.config import FrozenConfig, read_yaml
-from divsweep.datasets.config import DataConfig, EvalConfig, check_eval_fits
+from divsweep.datasets.config import DataConfig, EvalConfig, check_eval_fits, validation_size
 from divsweep.errors import SpecError
 from divsweep.orchestrator import storage
 from divsweep.trainer.config import TrialConfig
 
 # what the trainer reports at every evaluation (docs/architecture.md, "Metric names")
 METRICS = (
-    "unseen/exact_match",
+    "unseen_val/exact_match",
+    "unseen_val_applied/exact_match",
+    "unseen_val/token_acc",
     "seen/exact_match",
-    "unseen/token_acc",
     "seen/token_acc",
     "train/loss",
+    # the held-out test rules: selectable for studies that mean to, but never by default
+    "unseen/exact_match",
+    "unseen/token_acc",
 )
 # distribution name -> number of arguments; the names and meanings are Tune's (ray.tune.*)
 DISTRIBUTIONS = {
@@ -101,11 +105,10 @@ class Search(FrozenConfig):
 
 
 class Selection(FrozenConfig):
-    """The one metric the scheduler and the searches optimise. The default is the held-out
-    rules' exact match because the trainer reports no validation split yet; once it does, the
-    default becomes the validation metric and the unseen-rule test metric is only reported."""
+    """The one metric the scheduler and the searches optimise: by default exact match on the
+    held-out validation rules, so the test rules the report headlines never steer the sweep."""
 
-    metric: Literal[METRICS] = "unseen/exact_match"
+    metric: Literal[METRICS] = "unseen_val/exact_match"
     mode: Literal["max", "min"] = "max"
 
 
@@ -365,6 +368,15 @@ def parse_spec(raw: Any, root: str = "sweep") -> SweepSpec:
             check_eval_fits(task, eval_cfg)
     except SpecError as err:  # named from the data config's root: `eval.…`
         raise SpecError(f"{root}.{err}") from None
+    if spec.selection.metric.startswith("unseen_val") and any(
+        validation_size(t.data.task, t.eval) == 0 for t in trials
+    ):
+        raise SpecError(
+            f"{root}.selection.metric: {spec.selection.metric} needs validation rules, and the "
+            "held-out pool has none beyond the test rules; raise data.task.n_unseen above "
+            "eval.unseen_instructions (or set eval.validation_instructions), or select on "
+            "another metric"
+        )
     return spec
 
 

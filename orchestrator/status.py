@@ -34,7 +34,8 @@ class SweepStatus:
     n_trials: int
     counts: dict[str, int]  # trials by divsweep.status; trials not started yet are absent
     best_seen: float | None
-    best_unseen: float | None
+    best_val: float | None  # held-out validation rules: what selection reads
+    best_unseen: float | None  # held-out test rules: what the report headlines
     elapsed_s: float
     eta_s: float | None
     slowest: tuple[TrialTime, ...] = ()  # the longest-running trials, longest first
@@ -68,6 +69,7 @@ def sweep_status(experiment: str, tracking_uri: str) -> SweepStatus:
         n_trials=n_trials,
         counts=counts,
         best_seen=_best(runs, "seen/exact_match"),
+        best_val=_best(runs, "unseen_val/exact_match"),
         best_unseen=_best(runs, "unseen/exact_match"),
         elapsed_s=elapsed,
         eta_s=eta,
@@ -149,10 +151,14 @@ def sweep_names(tracking_uri: str) -> list[str]:
 
 
 def table(statuses: list[SweepStatus]) -> Table:
-    out = Table(title="divsweep sweeps", caption="best = highest exact match of any trial so far")
+    out = Table(
+        title="divsweep sweeps",
+        caption="best = highest exact match of any trial so far (val / test: held-out "
+        "validation / test rules)",
+    )
     out.add_column("sweep", no_wrap=True)
     out.add_column("state", no_wrap=True)
-    for column in ("done", *STATES, "best seen", "best unseen", "ETA"):
+    for column in ("done", *STATES, "best seen", "best val", "best test", "ETA"):
         out.add_column(column, justify="right")
     for s in statuses:
         out.add_row(
@@ -161,6 +167,7 @@ def table(statuses: list[SweepStatus]) -> Table:
             f"{s.done}/{s.n_trials}",
             *(str(s.counts.get(state, 0)) for state in STATES),
             _fmt(s.best_seen),
+            _fmt(s.best_val),
             _fmt(s.best_unseen),
             "-" if s.eta_s is None else _duration(s.eta_s),
         )

@@ -27,6 +27,7 @@ from divsweep.datasets import (
 from divsweep.datasets.cache import manifest_path
 from divsweep.datasets.cli import data_app
 from divsweep.datasets.rewrite import apply_rule
+from divsweep.datasets.sampling import allocate
 from divsweep.errors import UserError
 
 TASK = TaskConfig(
@@ -59,7 +60,10 @@ def test_files_hold_the_contract_columns_and_correct_rows(tmp_path: Path) -> Non
         "prompt_ids", "target_ids",
     ]  # fmt: skip
     assert seen.table.schema.field("bucket").type == pa.string()
-    assert set(seen.table["bucket"].to_pylist()) == {"head", "tail"}
+    counts = allocate(CFG)
+    for rule_id, bucket in zip(seen.table["rule_id"].to_pylist(), seen.table["bucket"].to_pylist()):  # noqa: B905
+        assert (bucket == "never_trained") == (counts[rule_id - TASK.n_unseen] == 0)
+    assert set(seen.table["bucket"].to_pylist()) == {"head", "tail", "never_trained"}
     assert train.metadata["kind"] == "train" and train.metadata["config"]["data"]["budget"] == 2000
     for data in (train, seen, unseen):
         rows = data.table.to_pylist()
@@ -171,7 +175,7 @@ def test_build_all_dedupes_nothing_but_shares_files(tmp_path: Path) -> None:
     trials = build_all(pairs, tmp_path, progress=False)
     assert len(trials) == 3 and trials[0] == trials[2]
     assert len({t.eval_unseen for t in trials}) == 1
-    assert len(list(tmp_path.glob("*.arrow"))) == 5
+    assert len(list(tmp_path.glob("*.arrow"))) == 6  # 2 train, 2 eval_seen, test and val rules
 
 
 def test_cli_show(tmp_path: Path) -> None:

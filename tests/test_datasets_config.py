@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 
 from divsweep.datasets import DataConfig, EvalConfig, TaskConfig, build
+from divsweep.datasets.generate import unseen_rules
 from divsweep.errors import SpecError
 
 
@@ -33,6 +35,9 @@ SMALL = {"alphabet_size": 8, "pattern_length": 2, "replacement_length": 2, "inpu
         (with_task({"pattern_length": 60}), "data.task.input_length"),
         (with_task({"p_pattern_present": 1.5}), "data.task.p_pattern_present"),
         (with_task({"mode": "first"}), "data.task.mode"),
+        (with_task({"holdout_patterns": 0}), "data.task.holdout_patterns"),
+        ({"n_instructions": 4, "budget": 8, "rules": "prefix", "rule_seed": 1}, "data.rule_seed"),
+        ({"n_instructions": 4, "budget": 8, "rules": "shuffled"}, "data.rules"),
     ],
 )  # fmt: skip
 def test_bad_data_config_names_the_field(kwargs: dict, field: str) -> None:
@@ -43,15 +48,39 @@ def test_bad_data_config_names_the_field(kwargs: dict, field: str) -> None:
 
 def test_universe_too_small_counts_the_rules() -> None:
     # 8 letters, |x| = |y| = 2: 64 * 64 - 64 = 4032 rules
-    DataConfig(n_instructions=4032 - 1000, budget=5000, task=SMALL)
+    held_out = TaskConfig(**SMALL).n_unseen
+    DataConfig(n_instructions=4032 - held_out, budget=5000, task=SMALL)
     with pytest.raises(SpecError, match="4032 distinct rules"):
-        DataConfig(n_instructions=4032 - 999, budget=5000, task=SMALL)
+        DataConfig(n_instructions=4032 - held_out + 1, budget=5000, task=SMALL)
 
 
 def test_eval_cannot_ask_for_more_unseen_rules_than_held_out(tmp_path) -> None:
     cfg = DataConfig(n_instructions=4, budget=8, task={**SMALL, "n_unseen": 10})
     with pytest.raises(SpecError, match=r"^eval.unseen_instructions:"):
         build(cfg, EvalConfig(unseen_instructions=11), tmp_path)
+
+
+def test_validation_rules_are_held_out_and_apart_from_the_test_rules(tmp_path) -> None:
+    task = {**SMALL, "n_unseen": 30}
+    cfg = DataConfig(n_instructions=4, budget=8, task=task)
+    eval_cfg = EvalConfig(unseen_instructions=20, validation_instructions=10,
+                          unseen_examples_per_instruction=3, seen_examples=8)  # fmt: skip
+    data = build(cfg, eval_cfg, tmp_path)
+    test, val = (
+        pa.ipc.open_file(str(p)).read_all() for p in (data.eval_unseen, data.eval_unseen_val)
+    )
+
+    def rules_of(table: pa.Table) -> set:
+        return set(zip(table["pattern"].to_pylist(), table["replacement"].to_pylist(), strict=True))
+
+    assert len(rules_of(test)) == 20 and len(rules_of(val)) == 10
+    assert rules_of(test).isdisjoint(rules_of(val))
+    assert set(val["rule_id"].to_pylist()) == set(range(20, 30))
+    assert rules_of(val) | rules_of(test) == set(unseen_rules(cfg.task))
+    with pytest.raises(
+        SpecError, match=r"^eval.validation_instructions: must be <= .* \(10\), got 11"
+    ):
+        build(cfg, eval_cfg.model_copy(update={"validation_instructions": 11}), tmp_path)
 
 
 def test_configs_are_frozen_and_yaml_friendly() -> None:

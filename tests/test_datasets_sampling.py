@@ -11,6 +11,7 @@ from divsweep.datasets import DataConfig, TaskConfig
 from divsweep.datasets.generate import train_table, training_rules, unseen_rules
 from divsweep.datasets.rewrite import ENUMERATE_LIMIT, rules, universe_size
 from divsweep.datasets.sampling import allocate, head_mask, largest_remainder
+from divsweep.errors import SpecError
 
 SMALL = TaskConfig(alphabet_size=8, pattern_length=2, replacement_length=2, input_length=(6, 10))
 
@@ -47,6 +48,45 @@ def test_no_unseen_rule_in_any_training_set_and_sets_are_nested(task: TaskConfig
     pairs = set(zip(rows["pattern"].to_pylist(), rows["replacement"].to_pylist(), strict=True))
     assert pairs.isdisjoint(unseen)
     assert min(rows["rule_id"].to_pylist()) >= task.n_unseen
+
+
+@pytest.mark.parametrize("task", [SMALL, TaskConfig(n_unseen=2000)], ids=["enumerated", "sampled"])
+def test_rule_seeds_resample_the_rules_nested_and_never_held_out(task: TaskConfig) -> None:
+    def drawn(n: int, **kw) -> tuple:
+        return training_rules(DataConfig(task=task, n_instructions=n, budget=n, **kw))
+
+    unseen = set(unseen_rules(task))
+    by_seed = {seed: drawn(1000, seed=seed) for seed in (0, 1, 2)}
+    for rules_of_seed in by_seed.values():
+        assert len(set(rules_of_seed)) == 1000 and unseen.isdisjoint(rules_of_seed)
+    # seeds train on different instructions (two random 1000-sets of >= 2932 overlap ~1/3)
+    assert len(set(by_seed[0]) & set(by_seed[1])) < 600
+    # nested across I for one rule seed; the rule seed, not the data seed, orders them
+    assert drawn(64, seed=1) == by_seed[1][:64]
+    assert drawn(64, seed=5, rule_seed=1) == by_seed[1][:64]
+    # the old behaviour: the universe order after the held-out pool, whatever the seed
+    prefix = drawn(64, seed=3, rules="prefix")
+    assert prefix == rules(task, task.n_unseen + 64)[task.n_unseen :] == drawn(64, rules="prefix")
+
+
+def test_pattern_holdout_keeps_every_held_out_pattern_out_of_training() -> None:
+    # 8 letters, |x| = 2: 64 patterns, 16 reserved for the held-out rules
+    task = TaskConfig(alphabet_size=8, pattern_length=2, replacement_length=2,
+                      input_length=(6, 10), n_unseen=200, holdout_patterns=16)  # fmt: skip
+    held_out = unseen_rules(task)
+    held_out_patterns = {x for x, _ in held_out}
+    assert len(held_out) == 200 and len(held_out_patterns) == 16
+    for seed, order in ((0, "resampled"), (1, "resampled"), (0, "prefix")):
+        cfg = DataConfig(task=task, n_instructions=2000, budget=2000, seed=seed, rules=order)
+        patterns = {x for x, _ in training_rules(cfg)}
+        assert patterns.isdisjoint(held_out_patterns) and len(patterns) == 48
+        assert set(train_table(cfg)["pattern"].to_pylist()).isdisjoint(held_out_patterns)
+    # 48 patterns x 63 replacements: 3,024 training rules, and no more
+    training_rules(DataConfig(task=task, n_instructions=3024, budget=3024))
+    with pytest.raises(SpecError, match="^data.n_instructions: the task has only 3024 .* patterns"):
+        training_rules(DataConfig(task=task, n_instructions=3025, budget=3025))
+    with pytest.raises(SpecError, match="^data.task.n_unseen: only 63 rules have one of the 1 "):
+        unseen_rules(task.model_copy(update={"holdout_patterns": 1}))
 
 
 def test_sampled_universe_depends_on_the_seed_only() -> None:

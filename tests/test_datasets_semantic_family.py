@@ -3,19 +3,21 @@ config errors, and the rewrite family's data unchanged by the registry's new sea
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from divsweep.datasets import DataConfig, EvalConfig, SemanticTask, TaskConfig, attach, build
 from divsweep.datasets import semantic_reference as ref
-from divsweep.datasets.cache import read_manifest
 from divsweep.datasets.rewrite import apply_rule
 from divsweep.datasets.semantic import SEMANTIC_FAMILIES, construct, divisors, rules
 from divsweep.errors import SpecError
@@ -170,59 +172,63 @@ def test_held_out_settings_that_cannot_avoid_training_structure_fail_clearly(
         rules(task, 10)
 
 
-# The rewrite family's files, built at 4655166 (before the registry took config classes and a
-# second family): names (cache keys) and sha256 of the bytes. Other results depend on them.
+# The rewrite family's rows as built at 4655166 (before the registry took config classes and a
+# second family, rule seeds and validation rules): sha256 of each file's rows (its Arrow data
+# without the schema metadata, which holds the config and so changes with every new field).
+# `rules: prefix` keeps those rows, except the long-tail seen set, whose rules without a
+# training example became bucket `never_trained` (they were `tail`).
 REWRITE_TASK = {"alphabet_size": 8, "pattern_length": 2, "replacement_length": 2,
                 "input_length": [6, 10], "p_pattern_present": 0.8, "n_unseen": 200}  # fmt: skip
 REWRITE_BUILT = [
     (
-        DataConfig(task=REWRITE_TASK, n_instructions=8, budget=40_000),
+        DataConfig(task=REWRITE_TASK, n_instructions=8, budget=40_000, rules="prefix"),
         EvalConfig(seen_examples=500, unseen_instructions=100, unseen_examples_per_instruction=5),
         {
-            "train": ("c41e145ad9a0a0e26e1c483e77da949247e865240cb8240bdddac6bdb35f889a",
-                      "0a9bdbf2da099c99156406945f28f1e06b90652d7472e364566ac2e901348c8c"),
-            "eval_seen": ("04f513803e0bce5af0c0d995263c13fb6f7662fcccaf5d99ffccf16ce1106c60",
-                          "53d7db82a47d1082f218e54bf00d8459ad665ec2be804d4206c987f343e50105"),
-            "eval_unseen": ("630d802a46bbd67bd5b1469387a13a0362a0e21cd86c590e58a83675f92128d9",
-                            "b27c2d950da445fca71b6338b199d2e3b5e489636e7011699270a6deafaaf9ae"),
+            "train": "57065a75c2e0fbc0a3ae33e660af4f0f008b7c6ae4047d85eb368ce893dc044f",
+            "eval_seen": "1de8619eb1719e302fcb402bdc2d54ac172d31e144efc4eec217179977c4624a",
+            "eval_unseen": "f4c8c7c74443ab224f3036324ce5df13b47b690a21f602dfa5e0c347ddb47489",
         },
     ),
     (
-        DataConfig(task=REWRITE_TASK, n_instructions=3072, budget=40_000,
+        DataConfig(task=REWRITE_TASK, n_instructions=3072, budget=40_000, rules="prefix",
                    distribution="powerlaw", alpha=0.1, seed=1),
         EvalConfig(seen_examples=500, unseen_instructions=100, unseen_examples_per_instruction=5),
         {
-            "train": ("6cdca2cf423b2ad1e7264d311b1103cc2a11fe5b2174faf9d86ef5d336e12a10",
-                      "d6ef2594a98638016109db93c290646517e19ee362e0d2ad81cefd2be5516bd9"),
-            "eval_seen": ("d1a1b824e5a104c8b21af25696533b172302e29be14f892c02c1835cd912803b",
-                          "03e33f8555d04e3ecefc0e1c8e4ae2a4fb73372f09bb987fdc0e2d86d01518ea"),
+            "train": "b5d7161e367c420ce933e14705b531636ddba218563fe97496e7f908a674864f",
+            # never_trained bucket
+            "eval_seen": "00901c4aa7ed06ced1dce94770fa1a0a29de14810aa8be103245bf4e7f0416c5",
         },
     ),
     (
         DataConfig(task=TaskConfig(n_unseen=20, mode="all", replacement_length=(3, 9)),
-                   n_instructions=50, distribution="powerlaw", alpha=0.5, budget=500, seed=3),
+                   n_instructions=50, distribution="powerlaw", alpha=0.5, budget=500, seed=3,
+                   rules="prefix"),
         EvalConfig(seen_examples=100, unseen_instructions=20, unseen_examples_per_instruction=3),
         {
-            "train": ("0453e5e5bc7ab2f7d89f35b864b94288e2ea72fdbf23542245977f05e8865b0e",
-                      "aa85222eb7b8ea88f30ae55f254daeab94a166ed17a85f21d8469f09c580e11f"),
-            "eval_unseen": ("5e6ed55144bf8b49d67fd0cdc29246fe4afab98b9ef486216f8642b48030b2f6",
-                            "adc0f603abaeed431cca609c530b70166d6614b78888c2743e3c66f99c477603"),
+            "train": "12dacf239baea1a794975adc857d00f35cb4803630f664006cbe7f07819ea3ff",
+            "eval_unseen": "b1e2a2c60fb04adf185463959366dcfa4d48d657a089109f5794ff6bb4bb6ac7",
         },
     ),
 ]  # fmt: skip
 
 
+def rows_sha256(path: Path) -> str:
+    table = pa.ipc.open_file(str(path)).read_all().replace_schema_metadata(None)
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue()).hexdigest()
+
+
 @pytest.mark.parametrize(
     ("cfg", "eval_cfg", "expected"), REWRITE_BUILT, ids=["uniform", "long-tail", "sampled"]
 )
-def test_rewrite_cache_keys_and_bytes_are_unchanged(
+def test_rewrite_prefix_sets_keep_their_rows(
     cfg: DataConfig, eval_cfg: EvalConfig, expected: dict, tmp_path: Path
 ) -> None:
     built = build(cfg, eval_cfg, tmp_path)
-    for kind, (key, sha256) in expected.items():
-        path = getattr(built, kind)
-        assert path.stem == key, kind
-        assert read_manifest(path)["sha256"] == sha256, kind
+    for kind, sha256 in expected.items():
+        assert rows_sha256(getattr(built, kind)) == sha256, kind
 
 
 def test_task_dumps_carry_the_familys_fields() -> None:

@@ -16,7 +16,8 @@ from divsweep.orchestrator.search import AdaptiveSearch
 from divsweep.orchestrator.spec import parse_spec
 from divsweep.orchestrator.tuner import make_tuner
 
-METRIC = "unseen/exact_match"
+# what the searcher reads unless a spec says otherwise: the held-out validation rules
+METRIC = "unseen_val/exact_match"
 # a known transition per budget: accuracy steps from 0 to 1 at this many instructions
 TRANSITION = {256: 11, 1024: 45}
 
@@ -71,6 +72,7 @@ def brackets(trials: list[dict]) -> dict[int, tuple[int, int]]:
 
 def test_each_budget_brackets_its_own_transition(tmp_path: Path) -> None:
     spec = adaptive_spec(tmp_path)
+    assert spec.selection.metric == METRIC  # the default: never the test rules
     trials, _ = drive(search.make_searcher(spec))
     for budget, (lo, hi) in brackets(trials).items():
         assert lo < TRANSITION[budget] <= hi

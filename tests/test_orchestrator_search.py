@@ -20,7 +20,7 @@ from divsweep.orchestrator.space import random_points
 from divsweep.orchestrator.spec import parse_spec
 from divsweep.orchestrator.tuner import make_tuner
 
-METRIC = "unseen/exact_match"
+METRIC = "unseen_val/exact_match"  # the default selection metric
 BOUNDS = {"train.lr": {"loguniform": [1e-5, 1e-1]}, "model.dropout": {"uniform": [0.0, 0.9]}}
 
 

@@ -13,7 +13,9 @@ import yaml
 
 from divsweep.errors import SpecError, UserError
 from divsweep.orchestrator.space import next_midpoint
+from divsweep.datasets.config import validation_size
 from divsweep.orchestrator.spec import load_spec, parse_spec
+from divsweep.orchestrator.tuner import scheduler
 from divsweep.tracking import absolute_uri
 from divsweep.trainer.config import flat_params, trial_key
 
@@ -196,6 +198,9 @@ BAD_SPECS = [
     ({"axes": {"data.task.p_pattern_present": [0.5, 1.5]}}, "data.task.p_pattern_present=1.5"),
     ({"axes": {"data.n_instructions": [4, 10_000]}}, "data.n_instructions=10000"),
     ({"eval": {"unseen_instructions": 999}}, "sweep.eval.unseen_instructions"),
+    ({"eval": {"validation_instructions": 17}}, "sweep.eval.validation_instructions: must be <="),
+    # every held-out rule a test rule: nothing to select on by default
+    ({"eval": {"unseen_instructions": 32}}, "sweep.selection.metric: unseen_val/exact_match needs"),
     ({"axes": {"train.lrr": [1e-3]}}, "sweep.axes.train.lrr: unknown setting; train has: lr,"),
     ({"axes": {"data.task": [{}]}}, "sweep.axes.data.task: a section"),
     ({"axes": {"train.lr": ["fast"]}}, "sweep.axes.train.lr: Input should be a valid number"),
@@ -220,6 +225,15 @@ def test_bad_spec_names_the_field(tmp_path: Path, override: dict, field: str) ->
         parse_spec(tiny_spec(tmp_path, **override))
     assert field in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_asha_and_searches_read_the_validation_rules_by_default(tmp_path: Path) -> None:
+    spec = parse_spec(tiny_spec(tmp_path, scheduler={"kind": "asha"}))
+    assert spec.selection.metric == "unseen_val/exact_match"
+    assert scheduler(spec).metric == "unseen_val/exact_match"
+    [trial] = spec.trials()[:1]
+    assert trial.eval.validation_instructions is None  # resolved from the pool: 32 - 16
+    assert validation_size(trial.data.task, trial.eval) == 16
 
 
 def test_a_failing_grid_point_is_named_with_its_axis_values(tmp_path: Path) -> None:

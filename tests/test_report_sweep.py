@@ -17,6 +17,7 @@ import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from divsweep.datasets.sampling import allocation
 from divsweep.errors import UserError
 from divsweep.orchestrator.report import SECTION_IDS, write_report
 from divsweep.orchestrator.report.aggregate import aggregate, metric_counts
@@ -479,3 +480,31 @@ def test_sweep_with_no_trial_yet_still_reports(tracking_uri: str, tmp_path: Path
     assert "PARTIAL: sweep still running — 0 of 8" in section(html, "summary")
     assert "No finished trial has reported unseen accuracy yet." in section(html, "findings")
     assert "<img src" not in html
+
+
+def test_power_law_cells_count_effective_instructions_and_the_report_names_the_splits(
+    tracking_uri: str, tmp_path: Path
+) -> None:
+    trials = [trial(i, true_unseen(i), seed=s) for i in (10, 100, 1000) for s in (0, 1)]
+    for s in (0, 1):
+        t = trial(1000, 0.2, seed=s, distribution="powerlaw", alpha=0.1)
+        t["params"]["data.seed"] = s
+        trials.append(t)
+    log_sweep(tracking_uri, "tail", trials)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    [parent] = client.search_runs(
+        [client.get_experiment_by_name("tail").experiment_id], "tags.`divsweep.role` = 'sweep'"
+    )
+    client.set_tag(parent.info.run_id, "divsweep.selection", "unseen_val/exact_match (max)")
+    sweep = collect("tail", tracking_uri)
+    power = sweep.trials[sweep.trials["distribution"] == "powerlaw"].sort_values("seed")
+    expected = [int((allocation(1000, 10_000, "powerlaw", 0.1, s) > 0).sum()) for s in (0, 1)]
+    assert power["effective_instructions"].tolist() == expected
+    assert 0 < expected[0] < 1000 and expected[0] != expected[1]  # a real, seed-dependent count
+    uniform = sweep.trials[sweep.trials["distribution"] == "uniform"]
+    assert (uniform["effective_instructions"] == uniform["n_instructions"]).all()
+    html = write_report("tail", tracking_uri, tmp_path, log_to_mlflow=False).read_text()
+    mean = f"{sum(expected) / 2:,.0f}"
+    assert f"{mean} of the 1,000 got at least one training example" in section(html, "findings")
+    assert "optimised unseen_val/exact_match (max)" in html
+    assert "held-out test rules (metrics unseen/" in html

@@ -5,22 +5,26 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from divsweep.datasets import build
+from divsweep.datasets.sampling import allocate
+from divsweep.trainer import predictions
 from divsweep.trainer.config import TrialConfig, parse_trial_config
 from divsweep.trainer.data import TrialDataModule
 from divsweep.trainer.fit import CHECKPOINT_FILE, fit, fit_datamodule
 
 TASK = {
-    "alphabet_size": 3,
+    "alphabet_size": 4,
     "pattern_length": [1, 1],
     "replacement_length": [1, 1],
     "input_length": [2, 3],
     "p_pattern_present": 0.7,
-    "n_unseen": 2,
+    "n_unseen": 4,
 }
-EVAL = {"seen_examples": 32, "unseen_instructions": 2, "unseen_examples_per_instruction": 16}
+EVAL = {"seen_examples": 32, "unseen_instructions": 2, "unseen_examples_per_instruction": 16,
+        "validation_instructions": 2}  # fmt: skip
 MODEL = {"n_layers": 2, "d_model": 32, "n_heads": 4, "max_len": 32}
 TIMING = {"output_tokens_per_s", "wall_time_s"}
 
@@ -85,12 +89,13 @@ def test_loss_decreases(overfit: Recorder) -> None:
 def test_metric_names_ranges_and_checkpoints(cache: Path, tmp_path: Path) -> None:
     data = {
         "task": TASK,
-        "n_instructions": 4,
+        "n_instructions": 8,
         "distribution": "powerlaw",
-        "alpha": 0.5,
+        "alpha": 0.05,
         "budget": 64,
     }
     cfg = trial(data=data, max_steps=20, eval_every=10)
+    assert (allocate(cfg.data) == 0).any()  # so that some rules of the set were never trained
     rec = Recorder()
     final = fit(cfg, build(cfg.data, cfg.eval, cache), report=rec, workdir=tmp_path)
     assert [m["step"] for m, _ in rec.calls] == [10, 20]
@@ -101,10 +106,15 @@ def test_metric_names_ranges_and_checkpoints(cache: Path, tmp_path: Path) -> Non
         "seen/token_acc",
         "seen_head/exact_match",
         "seen_tail/exact_match",
+        "seen_never_trained/exact_match",
         "unseen/exact_match",
         "unseen/token_acc",
         "unseen_noop/exact_match",
         "unseen_applied/exact_match",
+        "unseen_val/exact_match",
+        "unseen_val/token_acc",
+        "unseen_val_noop/exact_match",
+        "unseen_val_applied/exact_match",
         "step",
         "epoch",
         "examples_seen",
@@ -120,6 +130,14 @@ def test_metric_names_ranges_and_checkpoints(cache: Path, tmp_path: Path) -> Non
     assert final["output_tokens_per_s"] > 0 and final["wall_time_s"] > 0
     # only the newest checkpoint is kept, and only after it was reported
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-00000020"]
+    # seen metrics are over trained rules; the never-trained ones are their own split
+    rows = predictions.read(tmp_path / "checkpoints" / "step-00000020" / predictions.FILE)
+    seen, never = rows[rows["split"] == "seen"], rows[rows["split"] == "seen_never_trained"]
+    zero = {cfg.data.task.n_unseen + i for i in np.flatnonzero(allocate(cfg.data) == 0)}
+    assert set(never["rule_id"]) <= zero and zero.isdisjoint(seen["rule_id"]) and len(never)
+    assert final["seen/exact_match"] == pytest.approx(seen["correct"].mean())
+    assert final["seen_never_trained/exact_match"] == pytest.approx(never["correct"].mean())
+    assert set(rows["split"]) == {"seen", "seen_never_trained", "unseen", "unseen_val"}
 
 
 def test_resumed_run_ends_with_the_same_metrics(cache: Path, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -146,6 +147,15 @@ def _as_is(batch: dict) -> dict:
     return batch
 
 
+# eval set name (the prefix of its metrics) -> the `TrialData` file it is read from
+EVAL_FILES = {"seen": "eval_seen", "unseen": "eval_unseen", "unseen_val": "eval_unseen_val"}
+
+
+def eval_paths(data) -> list[tuple[str, Path]]:
+    """(eval set name, file) of a `divsweep.datasets.TrialData`."""
+    return [(name, getattr(data, kind)) for name, kind in EVAL_FILES.items()]
+
+
 class TrialDataModule(pl.LightningDataModule):
     """Attaches the trial's Arrow files; serves training batches and the eval tables."""
 
@@ -163,15 +173,9 @@ class TrialDataModule(pl.LightningDataModule):
         """From a `divsweep.datasets.TrialData` (paths); each file is memory-mapped once."""
         from divsweep.datasets import attach
 
-        tables = {
-            name: TokenTable.from_attached(attach(path))
-            for name, path in (
-                ("train", data.train),
-                ("seen", data.eval_seen),
-                ("unseen", data.eval_unseen),
-            )
-        }
-        return cls(tables.pop("train"), tables, cfg, seed)
+        train = TokenTable.from_attached(attach(data.train))
+        evals = {name: TokenTable.from_attached(attach(path)) for name, path in eval_paths(data)}
+        return cls(train, evals, cfg, seed)
 
     def sampler(self, start: int = 0) -> BucketBatchSampler:
         lengths = self.train_set.prompt_lens + self.train_set.target_lens

@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
+from divsweep.datasets.generate import NEVER_TRAINED
 from divsweep.datasets.vocab import EOS, PAD, decode
 from divsweep.trainer import predictions
 from divsweep.trainer.data import TokenTable, eval_batch
@@ -59,15 +60,23 @@ def eval_metrics(
         if len(table) == 0:
             continue
         exact, correct, predicted = score(model, table, batch_size, device)
+        splits = np.full(len(table), name, dtype=object)
+        if name == "seen" and table.bucket is not None:
+            # rules of the set that got no training example are not "seen": scored apart
+            splits[table.bucket == NEVER_TRAINED] = predictions.NEVER_TRAINED_SPLIT
         if table.source is not None:
-            _add_predictions(rows, name, table, exact, predicted, training_patterns)
-        metrics[f"{name}/exact_match"] = float(exact.mean())
-        metrics[f"{name}/token_acc"] = float(correct.sum() / table.target_lens.sum().item())
+            _add_predictions(rows, splits, table, exact, predicted, training_patterns)
+        scored = splits == name
+        if scored.any():
+            metrics[f"{name}/exact_match"] = float(exact[scored].mean())
+            lens = table.target_lens.numpy()[scored]
+            metrics[f"{name}/token_acc"] = float(correct[scored].sum() / lens.sum())
         groups = {}
         if name == "seen" and table.bucket is not None:
             groups = {f"seen_{b}": table.bucket == b for b in ("head", "tail")}
-        if name == "unseen" and table.applied is not None:
-            groups = {"unseen_noop": ~table.applied, "unseen_applied": table.applied}
+            groups[predictions.NEVER_TRAINED_SPLIT] = ~scored
+        if name.startswith("unseen") and table.applied is not None:
+            groups |= {f"{name}_noop": ~table.applied, f"{name}_applied": table.applied}
         for group, members in groups.items():
             if members.any():
                 metrics[f"{group}/exact_match"] = float(exact[members].mean())
@@ -81,9 +90,9 @@ def training_patterns(train: TokenTable) -> frozenset[str]:
     return frozenset(pc.unique(train.source.column("pattern")).to_pylist())
 
 
-def _add_predictions(rows, split, table: TokenTable, exact, predicted, patterns) -> None:
+def _add_predictions(rows, splits, table: TokenTable, exact, predicted, patterns) -> None:
     src = table.source
-    rows["split"] += [split] * len(table)
+    rows["split"] += splits.tolist()
     rows["rule_id"] += src.column("rule_id").to_pylist()
     rows["input"] += src.column("input").to_pylist()
     rows["target"] += src.column("output").to_pylist()

@@ -18,7 +18,8 @@ FILE = "predictions.parquet"
 ARTIFACT_DIR = "predictions"  # on the trial's MLflow run: predictions/predictions.parquet
 SCHEMA = pa.schema(
     [
-        ("split", pa.string()),  # eval set: seen / unseen
+        # eval set: seen / seen_never_trained / unseen (test rules) / unseen_val
+        ("split", pa.string()),
         ("rule_id", pa.int32()),
         ("input", pa.string()),
         ("target", pa.string()),
@@ -30,12 +31,17 @@ SCHEMA = pa.schema(
         ("pattern_in_training", pa.bool_()),
     ]
 )
+# rows of the seen eval set whose rule got no training example (a power-law set's missing ones)
+NEVER_TRAINED_SPLIT = "seen_never_trained"
 # metric column of the report → the examples it is the exact match over
 METRIC_SPLITS = {
     "seen_exact_match": ("seen", None),
+    "seen_never_trained_exact_match": (NEVER_TRAINED_SPLIT, None),
     "unseen_exact_match": ("unseen", None),
     "unseen_applied_exact_match": ("unseen", True),
     "unseen_noop_exact_match": ("unseen", False),
+    "unseen_val_exact_match": ("unseen_val", None),
+    "unseen_val_applied_exact_match": ("unseen_val", True),
 }
 
 

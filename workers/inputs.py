@@ -21,7 +21,7 @@ from divsweep.tracking import DATASET_CONTEXTS, DIGEST_CHARS
 
 @functools.lru_cache(maxsize=64)
 def describe(path: Path, kind: str) -> dict[str, Any]:
-    """`path`: a cache file of `kind` (train, eval_seen, eval_unseen; datasets/build.py)."""
+    """`path`: a cache file of `kind` (train, eval_seen, eval_unseen, eval_unseen_val: build.py)."""
     path = Path(path).resolve()
     with pa.memory_map(str(path)) as source:
         schema = pa.ipc.open_file(source).schema
@@ -47,12 +47,12 @@ def describe(path: Path, kind: str) -> dict[str, Any]:
 
 def dataset_name(kind: str, config: dict[str, Any]) -> str:
     """What the set is, at a glance in the runs table: e.g. `rewrite train: 64 rules x 20`."""
-    if kind == "eval_unseen":
+    if kind in ("eval_unseen", "eval_unseen_val"):
         task, ev = config["task"], config["eval"]
-        rows = (
-            f"{ev['unseen_instructions']} held-out rules x {ev['unseen_examples_per_instruction']}"
-        )
-        return f"{task['family']} eval unseen: {rows}"
+        split, n = (("test", ev["unseen_instructions"]) if kind == "eval_unseen"
+                    else ("validation", ev["validation_instructions"]))  # fmt: skip
+        rows = f"{n} held-out rules x {ev['unseen_examples_per_instruction']}"
+        return f"{task['family']} eval unseen {split}: {rows}"
     data = config["data"]
     rules = f"{data['n_instructions']} rules"
     if kind == "eval_seen":

@@ -34,7 +34,7 @@ def run_trial(config: dict[str, Any]) -> None:
     import torch
 
     from divsweep.trainer.config import TrialConfig
-    from divsweep.trainer.data import TrialDataModule
+    from divsweep.trainer.data import TrialDataModule, eval_paths
     from divsweep.trainer.fit import fit_datamodule
 
     ctx = config["divsweep"]
@@ -42,7 +42,7 @@ def run_trial(config: dict[str, Any]) -> None:
     accelerator, cpus, gpu_ids = _placement()
     torch.set_num_threads(cpus)
     data = _build(trial.data, trial.eval, ctx.get("cache_dir"))
-    eval_sets = {"seen": _attached(data.eval_seen), "unseen": _attached(data.eval_unseen)}
+    eval_sets = {name: _attached(path) for name, path in eval_paths(data)}
     datamodule = TrialDataModule(_attached(data.train), eval_sets, trial.train, trial.seed)
 
     placement = {

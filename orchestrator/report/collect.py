@@ -16,6 +16,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from divsweep import tracking
+from divsweep.datasets.sampling import allocation
 from divsweep.errors import UserError
 from divsweep.tracking import retrying
 from divsweep.trainer import predictions
@@ -50,6 +51,9 @@ ACCURACY_METRICS = (
     "seen_tail/exact_match",
     "unseen_noop/exact_match",
     "unseen_applied/exact_match",
+    "seen_never_trained/exact_match",
+    "unseen_val/exact_match",
+    "unseen_val_applied/exact_match",
 )
 OTHER_METRICS = ("train/loss", "step", "epoch", "examples_seen", "output_tokens_per_s",
                  "wall_time_s")  # fmt: skip
@@ -68,6 +72,7 @@ class Sweep:
     parent_run_id: str
     n_trials: int | None  # grid size from the parent's tag; None when the tag is missing
     trials: pd.DataFrame  # one row per trial (latest MLflow run per trial key)
+    selection: str | None = None  # what the sweep's scheduler and searches optimised
 
     @property
     def n_done(self) -> int:
@@ -101,6 +106,18 @@ def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> lis
             return runs
 
 
+def _effective(row: dict, data_seed: float) -> float:
+    """Instructions with at least one training example: all of a uniform set's; a power-law
+    set's from its allocation (a function of the data config alone)."""
+    if row["distribution"] != "powerlaw":
+        return row["n_instructions"]
+    values = (row["n_instructions"], row["total_examples"], row["alpha"], data_seed)
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    n, total, alpha, seed = values
+    return float((allocation(int(n), int(total), "powerlaw", alpha, int(seed)) > 0).sum())
+
+
 def _trial_row(run: Run) -> dict:
     params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
     status = tags.get(STATUS_TAG) or _MLFLOW_STATUS.get(run.info.status, "running")
@@ -117,6 +134,7 @@ def _trial_row(run: Run) -> dict:
     row["distribution"] = row["distribution"] or "uniform"
     if math.isnan(row["total_examples"]):
         row["total_examples"] = row["n_instructions"] * row["examples_per_instruction"]
+    row["effective_instructions"] = _effective(row, _number(params.get("data.seed")))
     if math.isnan(row["examples_per_instruction"]):
         row["examples_per_instruction"] = row["total_examples"] / row["n_instructions"]
     for metric in (*ACCURACY_METRICS, *OTHER_METRICS):
@@ -186,12 +204,14 @@ def collect(experiment: str, tracking_uri: str) -> Sweep:
         parent_run_id=parent.info.run_id,
         n_trials=None if math.isnan(n_trials) else int(n_trials),
         trials=trials,
+        selection=parent.data.tags.get(tracking.SELECTION),
     )
 
 
 def _trial_row_columns() -> Iterable[str]:
     yield from ("run_id", "trial_key", "status", "node", "accelerator", "start_time")
     yield from AXIS_PARAMS
+    yield "effective_instructions"
     yield from (column(m) for m in (*ACCURACY_METRICS, *OTHER_METRICS))
     yield "gpu_hours"
 

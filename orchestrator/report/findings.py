@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from divsweep.orchestrator.report.aggregate import reference_slice
@@ -78,6 +80,87 @@ def transition_sentence(t: Transition, metric: str) -> str:
     if t.high - t.low < 0.2:
         text += " The rise is small: no clear transition in the range swept."
     return text
+
+
+def threshold_ranges(
+    found: list[Bracket], fits: list[Transition]
+) -> dict[float, tuple[float, float, str]]:
+    """Per budget, the range I* lies in: the fit's midpoint interval where there is a fit,
+    else the grid's bracket (most that fails, fewest that generalizes); budgets with neither
+    end are left out."""
+    ranges = {
+        b.total_examples: (b.fails, b.generalizes, "bracket")
+        for b in found
+        if b.fails is not None and b.generalizes is not None and b.fails < b.generalizes
+    }
+    for t in fits:
+        ranges[t.total_examples] = (t.ci_low, t.ci_high, "fit interval")
+    return ranges
+
+
+def frontier_sentence(found: list[Bracket], fits: list[Transition]) -> str | None:
+    """Which sets the threshold, with three or more budgets N: the number of instructions
+    (I* the same at every N: one value lies in every range) or the examples per instruction
+    (S* = N / I* the same: one value lies in every range divided into N). Both fitting means
+    the ranges are too wide to tell; neither, that I* moves with N but not in proportion."""
+    ranges = threshold_ranges(found, fits)
+    if len(ranges) < 3:
+        return None
+    same_i = max(lo for lo, _, _ in ranges.values()) <= min(hi for _, hi, _ in ranges.values())
+    per_s = [(n / hi, n / lo) for n, (lo, hi, _) in ranges.items()]
+    same_s = max(lo for lo, _ in per_s) <= min(hi for _, hi in per_s)
+    shown = "; ".join(
+        f"N = {_n(n)}: I* in {_n(lo)}–{_n(hi)} ({how})"
+        for n, (lo, hi, how) in sorted(ranges.items())
+    )
+    if same_i and same_s:
+        verdict = (
+            "both one number of instructions and one number of examples per instruction fit "
+            "every range, so this sweep cannot tell which sets the threshold"
+        )
+    elif same_i:
+        verdict = (
+            "one number of instructions lies in every range and no one number of examples per "
+            "instruction does: the data support a threshold set by the number of instructions"
+        )
+    elif same_s:
+        verdict = (
+            "one number of examples per instruction (N / I*) lies in every range and no one "
+            "number of instructions does: the data support a threshold set by examples per "
+            "instruction"
+        )
+    else:
+        verdict = (
+            "neither one number of instructions nor one number of examples per instruction "
+            "fits every range: I* moves with the budget, but not in proportion to it"
+        )
+    return f"Threshold vs budget ({shown}): {verdict}."
+
+
+def search_cost_sentence(trials: pd.DataFrame) -> str | None:
+    """What an uneven (adaptive) set of n_instructions values cost against a full grid at the
+    finest step it reached: per budget, geometric levels from its smallest to its largest I at
+    that step, times the seeds."""
+    ref = reference_slice(trials[trials["status"] != "failed"]).dropna(subset=["n_instructions"])
+    if ref.empty:
+        return None
+    grid = 0
+    finest = float("inf")
+    for _, group in ref.groupby("total_examples"):
+        levels = sorted(group["n_instructions"].unique())
+        if len(levels) < 2:
+            return None
+        step = min(b / a for a, b in zip(levels, levels[1:], strict=False))
+        finest = min(finest, step)
+        n_levels = math.ceil(math.log(levels[-1] / levels[0]) / math.log(step) - 1e-9) + 1
+        grid += n_levels * max(1, group["seed"].nunique())
+    if grid <= len(ref):
+        return None  # an even grid: nothing was saved
+    return (
+        f"Search cost: {len(ref)} trials on the main grid's budgets; a full grid at the finest "
+        f"step they reached (ratio {finest:.2f} between neighbouring n_instructions) over the "
+        f"same ranges would take {grid} ({len(ref) / grid:.0%})."
+    )
 
 
 def brackets(cells: pd.DataFrame) -> list[Bracket]:
@@ -273,6 +356,9 @@ def headline(
     line = transition_line(cells)
     if line:
         out.append(line)
+    for extra in (frontier_sentence(brackets(cells), fits), search_cost_sentence(sweep.trials)):
+        if extra:
+            out.append(extra)
     has_op = has_op_sentence(cells)
     if has_op:
         out.append(has_op)
@@ -285,15 +371,39 @@ def headline(
         uniform = cells[(cells["distribution"] == "uniform") & (cells["n_instructions"] == n_instr)
                         & (cells["total_examples"] == worst["total_examples"])]  # fmt: skip
         base = f"{uniform[UNSEEN].mean():.2f}" if len(uniform) else "not run"
+        effective = worst.get("effective_instructions", float("nan"))
+        trained = (
+            ""
+            if pd.isna(effective)
+            else (
+                f"; {effective:,.0f} of the {_n(n_instr)} got at least one training example, the "
+                "rest are scored apart as never trained"
+            )
+        )
         out.append(
             f"Long tail, {_n(n_instr)} instructions: unseen exact match {worst[UNSEEN]:.2f} at "
-            f"alpha {worst['alpha']:g} (uniform: {base})."
+            f"alpha {worst['alpha']:g} (uniform: {base}){trained}."
         )
     if sweep.trials["status"].isin(["failed", "stopped"]).any():
         n_failed = int((sweep.trials["status"] == "failed").sum())
         n_stopped = int((sweep.trials["status"] == "stopped").sum())
         out.append(f"{n_failed} trial(s) failed and {n_stopped} were stopped early (listed below).")
     return out
+
+
+def splits_note(selection: str | None) -> str:
+    """Which held-out rules are which: the report's unseen figures are the test rules; the
+    sweep chose (stopped trials, refined the grid) on the validation rules."""
+    chose = (
+        f"The sweep's scheduler and searches optimised {selection}"
+        if selection
+        else ("The sweep recorded no selection metric (run before it was tagged)")
+    )
+    return (
+        "Unseen-rule figures are on the held-out test rules (metrics unseen/…); validation "
+        f"rules, held out apart from them, are reported as unseen_val/…. {chose}; a report "
+        "figure on test rules that a selection on test rules chose would be optimistic."
+    )
 
 
 def paper_vs_ours(cells: pd.DataFrame, fits: list[Transition]) -> list[tuple[str, str, str]]:

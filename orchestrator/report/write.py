@@ -28,6 +28,7 @@ from divsweep.orchestrator.report.findings import (
     generalization_metric,
     headline,
     paper_vs_ours,
+    splits_note,
 )
 from divsweep.orchestrator.report.intervals import method_note
 from divsweep.orchestrator.report.render import ReportContent, render_html, render_markdown
@@ -35,6 +36,7 @@ from divsweep.orchestrator.report.transition import estimate_per_budget
 
 AGGREGATED = [column(m) for m in ACCURACY_METRICS] + [
     "best_unseen_exact_match", "best_seen_exact_match", "step", "wall_time_s", "gpu_hours",
+    "effective_instructions",
 ]  # fmt: skip
 ARTIFACT_DIR = "report"
 OUTPUT_FILES = ("report.html", "report.md", "summary.parquet", "summary.csv", "trials.parquet",
@@ -102,7 +104,7 @@ def write_report(
             f"Means are over the seeds of finished trials only ({len(done)} of "
             f"{len(sweep.trials)}; {per_example['run_id'].nunique()} with per-example "
             f"predictions). {method_note(set(cells[f'{metric}_interval']))} "
-            f"{REGIME_DEFINITIONS}"
+            f"{REGIME_DEFINITIONS} {splits_note(sweep.selection)}"
         ),
     )
     html_path = out_dir / "report.html"
