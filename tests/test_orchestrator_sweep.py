@@ -64,12 +64,16 @@ def check_predictions(mlf: MlflowClient, run) -> None:
         run.info.run_id, f"{predictions.ARTIFACT_DIR}/{predictions.FILE}"
     )
     rows = predictions.read(local)
-    assert set(rows["split"]) == {"seen", "unseen"}
+    assert set(rows["split"]) == {"seen", "unseen", "unseen_val"}
     assert rows["rule_id"].notna().all() and rows["input"].str.len().gt(0).all()
     assert (rows["correct"] == (rows["prediction"] == rows["target"])).all()
     # seen rules are training rules: their patterns are trained on by definition
     assert rows[rows["split"] == "seen"]["pattern_in_training"].all()
-    for split in ("seen", "unseen"):
+    # held-out rules, test and validation: never a training pattern's rule
+    assert not rows[rows["split"].str.startswith("unseen")]["rule_id"].isin(
+        rows[rows["split"] == "seen"]["rule_id"]
+    ).any()
+    for split in ("seen", "unseen", "unseen_val"):
         assert rows[rows["split"] == split]["correct"].mean() == pytest.approx(
             run.data.metrics[f"{split}/exact_match"]
         )

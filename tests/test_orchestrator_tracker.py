@@ -177,10 +177,11 @@ def test_datasets_become_the_runs_inputs_once(tmp_path: Path, tracking_uri: str,
     inputs = {
         i.tags[0].value: i.dataset for i in mlf.get_run(run.info.run_id).inputs.dataset_inputs
     }
-    assert sorted(inputs) == ["eval_seen", "eval_unseen", "training"]
+    assert sorted(inputs) == ["eval_seen", "eval_unseen", "eval_unseen_val", "training"]
     train = inputs["training"]
     assert train.name == "rewrite train: 64 rules x 20"
-    assert inputs["eval_unseen"].name == "rewrite eval unseen: 64 held-out rules x 4"
+    assert inputs["eval_unseen"].name == "rewrite eval unseen test: 64 held-out rules x 4"
+    assert inputs["eval_unseen_val"].name == "rewrite eval unseen validation: 32 held-out rules x 4"
     assert train.digest == tiny_data.train.stem[:36]  # the cache key the file is named by
     assert json.loads(train.source) == {"uri": tiny_data.train.resolve().as_uri()}
     assert train.source_type == "local"
