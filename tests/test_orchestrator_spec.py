@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from divsweep.datasets.config import validation_size
 from divsweep.errors import SpecError, UserError
 from divsweep.orchestrator.space import next_midpoint
-from divsweep.datasets.config import validation_size
 from divsweep.orchestrator.spec import load_spec, parse_spec
 from divsweep.orchestrator.tuner import scheduler
 from divsweep.tracking import absolute_uri

@@ -70,9 +70,11 @@ def check_predictions(mlf: MlflowClient, run) -> None:
     # seen rules are training rules: their patterns are trained on by definition
     assert rows[rows["split"] == "seen"]["pattern_in_training"].all()
     # held-out rules, test and validation: never a training pattern's rule
-    assert not rows[rows["split"].str.startswith("unseen")]["rule_id"].isin(
-        rows[rows["split"] == "seen"]["rule_id"]
-    ).any()
+    assert (
+        not rows[rows["split"].str.startswith("unseen")]["rule_id"]
+        .isin(rows[rows["split"] == "seen"]["rule_id"])
+        .any()
+    )
     for split in ("seen", "unseen", "unseen_val"):
         assert rows[rows["split"] == split]["correct"].mean() == pytest.approx(
             run.data.metrics[f"{split}/exact_match"]
