@@ -25,9 +25,10 @@ RUN = (
     "logging.getLogger('divsweep.datasets').setLevel(logging.INFO);"
     "from divsweep.cli import main; sys.argv[0] = 'divsweep'; main()"
 )
-BUILT = re.compile(r"built (train|eval_seen|eval_unseen) (\S+\.arrow)")
+BUILT = re.compile(r"built (train|eval_seen|eval_unseen|eval_unseen_val) (\S+\.arrow)")
 N_INSTRUCTIONS = [32, 64]
-FILES = 2 * len(N_INSTRUCTIONS) + 1  # train + eval_seen per data config, one eval_unseen
+# train + eval_seen per data config; one eval_unseen (test rules), one eval_unseen_val
+FILES = 2 * len(N_INSTRUCTIONS) + 2
 
 
 @pytest.mark.slow

@@ -113,7 +113,7 @@ def test_mlflow_ui_shows_the_sweep_its_datasets_and_system_metrics(
         for child in children:
             inputs = child["inputs"]["dataset_inputs"]
             contexts = {t["value"] for i in inputs for t in i["tags"]}
-            assert contexts == {"training", "eval_seen", "eval_unseen"}
+            assert contexts == {"training", "eval_seen", "eval_unseen", "eval_unseen_val"}
             query = urllib.parse.urlencode(
                 {"run_id": child["info"]["run_id"], "metric_key": tracking.PROCESS_RSS}
             )
