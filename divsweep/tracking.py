@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 
 ROLE, SWEEP, STATUS = "divsweep.role", "divsweep.sweep", "divsweep.status"
 KEY = "divsweep.trial_key"
-# on the parent run: the metric (and mode) the sweep's scheduler and searches optimised
-SELECTION = "divsweep.selection"
+# on the parent run: the metric (and mode) the sweep's scheduler and searches optimised, and
+# its search kind (grid, random, optuna, adaptive)
+SELECTION, SEARCH = "divsweep.selection", "divsweep.search"
 PARENT = "mlflow.parentRunId"
 # MLflow 3's UI opens an experiment on the view its kind names; without the tag it guesses,
 # and an experiment of runs without traces opens on the (empty) GenAI overview. Key and value

@@ -104,6 +104,7 @@ def run(
         tracking.retrying(mlf.set_tag, parent, "divsweep.sweep_dir", directory)
         selection = f"{spec.selection.metric} ({spec.selection.mode})"
         tracking.retrying(mlf.set_tag, parent, tracking.SELECTION, selection)
+        tracking.retrying(mlf.set_tag, parent, tracking.SEARCH, spec.search.kind)
         sweep.save()
         with _tracker(sweep, new_sweep=True) as sweep_tracker:
             return _fit(sweep, spec, sweep_tracker, progress, restore=False)

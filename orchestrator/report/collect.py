@@ -73,6 +73,7 @@ class Sweep:
     n_trials: int | None  # grid size from the parent's tag; None when the tag is missing
     trials: pd.DataFrame  # one row per trial (latest MLflow run per trial key)
     selection: str | None = None  # what the sweep's scheduler and searches optimised
+    search: str | None = None  # its search kind; None for sweeps run before it was tagged
 
     @property
     def n_done(self) -> int:
@@ -205,6 +206,7 @@ def collect(experiment: str, tracking_uri: str) -> Sweep:
         n_trials=None if math.isnan(n_trials) else int(n_trials),
         trials=trials,
         selection=parent.data.tags.get(tracking.SELECTION),
+        search=parent.data.tags.get(tracking.SEARCH),
     )
 
 

@@ -138,9 +138,9 @@ def frontier_sentence(found: list[Bracket], fits: list[Transition]) -> str | Non
 
 
 def search_cost_sentence(trials: pd.DataFrame) -> str | None:
-    """What an uneven (adaptive) set of n_instructions values cost against a full grid at the
-    finest step it reached: per budget, geometric levels from its smallest to its largest I at
-    that step, times the seeds."""
+    """What an adaptive search's n_instructions values cost against a full grid at the finest
+    step it reached: per budget, geometric levels from its smallest to its largest I at that
+    step, times the seeds."""
     ref = reference_slice(trials[trials["status"] != "failed"]).dropna(subset=["n_instructions"])
     if ref.empty:
         return None
@@ -356,7 +356,8 @@ def headline(
     line = transition_line(cells)
     if line:
         out.append(line)
-    for extra in (frontier_sentence(brackets(cells), fits), search_cost_sentence(sweep.trials)):
+    cost = search_cost_sentence(sweep.trials) if sweep.search == "adaptive" else None
+    for extra in (frontier_sentence(brackets(cells), fits), cost):
         if extra:
             out.append(extra)
     has_op = has_op_sentence(cells)
