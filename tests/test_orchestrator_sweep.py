@@ -36,6 +36,12 @@ def check_tracked(sweep, n_trials: int) -> list:
     assert parent.data.tags["divsweep.sweep"] == sweep.name
     assert parent.data.tags["divsweep.n_trials"] == str(n_trials)
     assert parent.info.status == "FINISHED"
+    spec = parse_spec(
+        yaml.safe_load(Path(mlf.download_artifacts(sweep.parent_run_id, "spec.yaml")).read_text())
+    )
+    selection = f"{spec.selection.metric} ({spec.selection.mode})"
+    assert parent.data.tags["divsweep.selection"] == selection
+    assert parent.data.tags["divsweep.search"] == spec.search.kind
     spec_yaml = Path(mlf.download_artifacts(sweep.parent_run_id, "spec.yaml")).read_text()
     assert parse_spec(yaml.safe_load(spec_yaml)).name == sweep.name
 
@@ -47,9 +53,8 @@ def check_tracked(sweep, n_trials: int) -> list:
         assert tags["divsweep.role"] == "trial" and tags["divsweep.status"] == "finished"
         assert tags["divsweep.accelerator"] == "cpu" and tags["divsweep.node"]
         assert run.info.status == "FINISHED"
-        assert {"data.n_instructions", "data.total_examples", "model.d_model", "seed"} <= set(
-            params
-        )
+        assert {"data.n_instructions", "data.total_examples", "model.d_model", "seed",
+                "data.seed"} <= set(params)  # fmt: skip
         history = mlf.get_metric_history(run.info.run_id, "unseen/exact_match")
         assert [m.step for m in sorted(history, key=lambda m: m.step)] == [4, 8]
         assert {"train/loss", "seen/exact_match", "wall_time_s"} <= set(run.data.metrics)
