@@ -34,7 +34,7 @@ PAPER_VALUES: tuple[PaperValue, ...] = (
     ),
     PaperValue(
         "I_min",
-        "I_min (largest n_instructions that never generalizes)",
+        "I_min (below it models never generalize)",
         "300-500",
         PAPER_BUDGET,
         "Only-IF (arXiv 2410.04717) §2.3.1 (300; §2.3.2-2.3.3 say 500); arXiv 2402.10891 §4.1",
