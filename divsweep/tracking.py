@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 ROLE, SWEEP, STATUS = "divsweep.role", "divsweep.sweep", "divsweep.status"
 KEY = "divsweep.trial_key"
+N_TRIALS = "divsweep.n_trials"  # on the parent run: trials planned, then trials run
 # on the parent run: the metric (and mode) the sweep's scheduler and searches optimised, and
 # its search kind (grid, random, optuna, adaptive)
 SELECTION, SEARCH = "divsweep.selection", "divsweep.search"
@@ -166,7 +167,7 @@ def start_parent(mlf: MlflowClient, exp_id: str, sweep: str, spec_yaml: str, n_t
         mlf.create_run,
         exp_id,
         run_name=sweep,
-        tags={ROLE: "sweep", SWEEP: sweep, "divsweep.n_trials": str(n_trials)},
+        tags={ROLE: "sweep", SWEEP: sweep, N_TRIALS: str(n_trials)},
     )
     retrying(mlf.log_text, run.info.run_id, spec_yaml, "spec.yaml")
     return run.info.run_id

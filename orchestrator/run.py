@@ -170,7 +170,7 @@ def _fit(sweep: Sweep, spec: SweepSpec, sweep_tracker: Tracker, progress: bool, 
         grid = tuner.fit()
     # what the trials logged is in MLflow before the sweep says it ended
     _drain(sweep_tracker, sweep)
-    tracking.retrying(mlf.set_tag, sweep.parent_run_id, "divsweep.n_trials", str(len(grid)))
+    tracking.retrying(mlf.set_tag, sweep.parent_run_id, tracking.N_TRIALS, str(len(grid)))
     if _cut_off(grid, spec, storage.join(folder, TUNE_DIR)):
         return _interrupted(mlf, sweep)
     return _conclude(mlf, sweep)

@@ -56,7 +56,7 @@ def sweep_status(experiment: str, tracking_uri: str) -> SweepStatus:
     for r in runs:
         state = r.data.tags.get(tracking.STATUS, "running")
         counts[state] = counts.get(state, 0) + 1
-    n_trials = max(int(parent.data.tags.get("divsweep.n_trials", 0)), len(runs))
+    n_trials = max(int(parent.data.tags.get(tracking.N_TRIALS, 0)), len(runs))
     state = parent.data.tags.get(tracking.STATUS, "running")
     end = parent.info.end_time if state != "running" and parent.info.end_time else None
     elapsed = ((end or time.time() * 1000) - parent.info.start_time) / 1000

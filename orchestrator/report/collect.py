@@ -21,11 +21,8 @@ from divsweep.errors import UserError
 from divsweep.tracking import retrying
 from divsweep.trainer import predictions
 
-ROLE_TAG = "divsweep.role"
-SWEEP_TAG = "divsweep.sweep"
-N_TRIALS_TAG = "divsweep.n_trials"
-STATUS_TAG = "divsweep.status"
-TRIAL_KEY_TAG = "divsweep.trial_key"
+ROLE_TAG, SWEEP_TAG, STATUS_TAG = tracking.ROLE, tracking.SWEEP, tracking.STATUS
+N_TRIALS_TAG, TRIAL_KEY_TAG = tracking.N_TRIALS, tracking.KEY
 
 STATUSES = ("finished", "running", "stopped", "failed")
 # A run whose worker died before tagging it still has MLflow's own lifecycle status.
