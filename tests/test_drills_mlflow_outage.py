@@ -5,7 +5,6 @@ the server answers again."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -15,14 +14,14 @@ import pytest
 import yaml
 from conftest import free_port, start_mlflow_server, stop_process
 from mlflow import MlflowClient
-from test_drills_driver_kill import kill_group
+from test_drills_driver_kill import kill_group, pause_env, wait_for
 from test_orchestrator_spec import tiny_spec
 
 from divsweep import tracking
 from divsweep.orchestrator.tracker import JOURNAL_FILE, Tracker, log_record, open_record
+from divsweep.trainer.pause import paused, release
 
 DIVSWEEP = str(Path(sys.executable).with_name("divsweep"))
-OUTAGE_S = 30
 
 
 @pytest.mark.slow
@@ -63,10 +62,11 @@ def test_sweep_survives_a_tracking_server_outage(tmp_path: Path) -> None:
     port, workdir = free_port(), tmp_path / "server"
     uri = f"http://127.0.0.1:{port}"
     server = start_mlflow_server(workdir, port)
-    # Long enough to go on training through the outage, however long the server takes to stop
-    # (stop_process waits up to 20 s): at 300 steps a clean-clone CI run saw every trial end
-    # before the server was down.
+    # Every trial pauses half-way (trainer/pause.py): the server goes down while the first is
+    # paused, the first then trains to its end through the outage, and the second pausing
+    # proves the driver went on meanwhile; no sleep races the machine.
     steps = list(range(50, 901, 50))
+    pause_step = 450
     raw = tiny_spec(
         tmp_path,
         name="drill-outage",
@@ -76,7 +76,8 @@ def test_sweep_survives_a_tracking_server_outage(tmp_path: Path) -> None:
     )
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(raw))
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    pauses = tmp_path / "pauses"
+    env = {k: v for k, v in pause_env(pauses, pause_step).items() if k != "RAY_ADDRESS"}
     started = time.monotonic()
     driver = subprocess.Popen(
         [DIVSWEEP, "run", str(spec), "--tracking-uri", uri, "--no-report"],
@@ -84,23 +85,22 @@ def test_sweep_survives_a_tracking_server_outage(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         mlf = MlflowClient(uri)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and driver.poll() is None:
-            # the first trial's first evaluation journaled: three trials' training is ahead
-            if any(
-                '"op": "log"' in journal.read_text()
-                for journal in tmp_path.glob(f"ray_results/*/{JOURNAL_FILE}")
-            ):
-                break
-            time.sleep(0.2)
-        assert driver.poll() is None, f"sweep ended before the outage: {driver.stderr.read()}"
+        (first,) = wait_for(lambda: paused(pauses), "a first trial to pause", driver)
         stop_process(server)
         down = time.time()
-        time.sleep(OUTAGE_S)
-        assert driver.poll() is None, f"driver gave up during the outage: {driver.stderr.read()}"
+        release(pauses, first)
+        (second,) = wait_for(lambda: paused(pauses) - {first}, "a second trial to pause", driver)
+        assert driver.poll() is None, "the driver ended during the outage"
         server = start_mlflow_server(workdir, port)
         up = time.time()
+        released = {first}
+        while driver.poll() is None:  # each later trial pauses in turn: let it go
+            for key in paused(pauses) - released:
+                release(pauses, key)
+                released.add(key)
+            time.sleep(0.2)
         _, err = driver.communicate(timeout=300)
+        assert second in released and len(released) == 3
     finally:
         kill_group(driver.pid)
     elapsed = time.monotonic() - started
