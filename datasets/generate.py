@@ -39,27 +39,17 @@ def _pattern_holdout(task: TaskBase) -> tuple[tuple[Rule, ...], frozenset[str]]:
     family, asked = resolve(task.family), 4 * task.n_unseen
     while True:
         order = family.rules(task, asked)
-        reserved = list(dict.fromkeys(x for x, _ in order))[: task.holdout_patterns]
-        pool = [rule for rule in order if rule[0] in set(reserved)][: task.n_unseen]
+        reserved = frozenset(list(dict.fromkeys(x for x, _ in order))[: task.holdout_patterns])
+        pool = [rule for rule in order if rule[0] in reserved][: task.n_unseen]
         complete = len(reserved) == task.holdout_patterns and len(pool) == task.n_unseen
         if complete:
-            return tuple(pool), frozenset(reserved)
+            return tuple(pool), reserved
         if len(order) < asked:  # the universe ran out
             raise SpecError(
                 f"data.task.n_unseen: only {len(pool)} rules have one of the "
                 f"{len(reserved)} held-out patterns, got {task.n_unseen}"
             )
         asked *= 2
-
-
-def test_rules(task: TaskBase, eval_cfg: EvalConfig) -> tuple[Rule, ...]:
-    return unseen_rules(task)[: eval_cfg.unseen_instructions]
-
-
-def validation_rules(task: TaskBase, eval_cfg: EvalConfig) -> tuple[Rule, ...]:
-    """The last `validation_size` rules of the pool: disjoint from the test rules."""
-    pool = unseen_rules(task)
-    return pool[len(pool) - validation_size(task, eval_cfg) :]
 
 
 def _excluded(task: TaskBase) -> Callable[[Rule], bool]:
@@ -173,14 +163,22 @@ def _seen_bucket(cfg: DataConfig, count: int, head: bool) -> str:
     return "head" if head else "tail"
 
 
+# eval_unseen_table's input streams, one per held-out split
+_UNSEEN_STREAMS = {"test": 0x0A5E, "val": 0x0A5F}
+
+
 def eval_unseen_table(task: TaskBase, eval_cfg: EvalConfig, split: str = "test") -> pa.Table:
-    """unseen_examples_per_instruction rows for each test rule (`split` "test") or validation
-    rule ("val") of the held-out pool; rule ids are positions in the pool. Depends on the task
-    and eval configs only, so one file per split serves a whole sweep."""
-    rule_list = test_rules(task, eval_cfg) if split == "test" else validation_rules(task, eval_cfg)
-    first_id = 0 if split == "test" else task.n_unseen - len(rule_list)
-    rng = np.random.default_rng([eval_cfg.seed, 0x0A5E] if split == "test" else
-                                [eval_cfg.seed, 0x0A5F])  # fmt: skip
-    which = np.repeat(np.arange(len(rule_list)), eval_cfg.unseen_examples_per_instruction)
-    ex = resolve(task.family).examples(task, list(rule_list), which, rng)
-    return _table(ex, which + first_id)
+    """unseen_examples_per_instruction rows for each test rule (`split` "test": the pool's first
+    unseen_instructions) or validation rule ("val": its last `validation_size`, disjoint from
+    the test rules); rule ids are positions in the pool. Depends on the task and eval configs
+    only, so one file per split serves a whole sweep."""
+    pool = unseen_rules(task)
+    if split == "test":
+        first, n = 0, eval_cfg.unseen_instructions
+    else:
+        n = validation_size(task, eval_cfg)
+        first = len(pool) - n
+    rng = np.random.default_rng([eval_cfg.seed, _UNSEEN_STREAMS[split]])
+    which = np.repeat(np.arange(n), eval_cfg.unseen_examples_per_instruction)
+    ex = resolve(task.family).examples(task, list(pool[first : first + n]), which, rng)
+    return _table(ex, which + first)
