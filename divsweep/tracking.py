@@ -37,6 +37,7 @@ N_TRIALS = "divsweep.n_trials"  # on the parent run: trials planned, then trials
 # its search kind (grid, random, optuna, adaptive)
 SELECTION, SEARCH = "divsweep.selection", "divsweep.search"
 PARENT = "mlflow.parentRunId"
+SPEC_ARTIFACT = "spec.yaml"  # on the parent run: the resolved sweep spec, axes included
 # MLflow 3's UI opens an experiment on the view its kind names; without the tag it guesses,
 # and an experiment of runs without traces opens on the (empty) GenAI overview. Key and value
 # as the UI's bundle spells them (mlflow/server/js/build: ExperimentKind.CUSTOM_MODEL_DEVELOPMENT).
@@ -169,7 +170,7 @@ def start_parent(mlf: MlflowClient, exp_id: str, sweep: str, spec_yaml: str, n_t
         run_name=sweep,
         tags={ROLE: "sweep", SWEEP: sweep, N_TRIALS: str(n_trials)},
     )
-    retrying(mlf.log_text, run.info.run_id, spec_yaml, "spec.yaml")
+    retrying(mlf.log_text, run.info.run_id, spec_yaml, SPEC_ARTIFACT)
     return run.info.run_id
 
 

@@ -361,7 +361,7 @@ def _locate_in_mlflow(experiment: str, uri: str, root: str) -> Sweep:
         )
     sweep = Sweep(**json.loads(storage.read_text(state)))
     local = mlflow.artifacts.download_artifacts(
-        run_id=parent.info.run_id, artifact_path="spec.yaml", tracking_uri=uri
+        run_id=parent.info.run_id, artifact_path=tracking.SPEC_ARTIFACT, tracking_uri=uri
     )
     sweep.spec_yaml = Path(local).read_text()
     return sweep

@@ -42,8 +42,8 @@ def axis(name: str, i: int) -> set:
         ("paper-noop", 80, {100, 200, 300, 400, 500, 1000, 10_000, 100_000}),  # Fig. 2b ticks
         ("paper-longtail", 48, {1000, 10_000, 100_000}),  # §2.3.3
         ("paper-semantic", 48, {500, 1000, 5000, 10_000}),  # Fig. 4
-        ("cpu-noop", 16, {8, 64, 512, 3072}),
-        ("cpu-longtail", 16, {512, 3072}),
+        ("cpu-noop", 16, {8, 128, 512, 3024}),
+        ("cpu-longtail", 32, {512, 3024}),  # x 8 distributions x 2 seeds
         ("cpu-semantic", 9, {64, 512, 3072}),
     ],
 )  # fmt: skip

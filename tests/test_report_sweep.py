@@ -14,14 +14,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from divsweep import tracking
 from divsweep.datasets.sampling import allocation
 from divsweep.errors import UserError
 from divsweep.orchestrator.report import SECTION_IDS, write_report
-from divsweep.orchestrator.report.aggregate import aggregate, metric_counts
-from divsweep.orchestrator.report.collect import collect, examples
+from divsweep.orchestrator.report.aggregate import aggregate, metric_counts, reference_slice
+from divsweep.orchestrator.report.collect import collect, examples, swept_settings
 from divsweep.orchestrator.report.frontier import least_examples, pareto
 from divsweep.orchestrator.report.intervals import NO_INTERVAL, SEEDS_AND_RULES, SEEDS_ONLY
 from divsweep.orchestrator.report.transition import RULES_ONLY, SEEDS_THEN_RULES, estimate
@@ -82,8 +84,15 @@ def trial(
     }
 
 
-def log_sweep(tracking_uri: str, name: str, trials: list[dict], n_trials: int | None = None) -> str:
-    """A parent run and one child run per trial, tagged exactly as the orchestrator does."""
+def log_sweep(
+    tracking_uri: str,
+    name: str,
+    trials: list[dict],
+    n_trials: int | None = None,
+    spec: dict | None = None,
+) -> str:
+    """A parent run and one child run per trial, tagged exactly as the orchestrator does
+    (with the sweep's spec as its artifact where one is given)."""
     client = MlflowClient(tracking_uri=tracking_uri)
     found = client.get_experiment_by_name(name)
     exp = found.experiment_id if found else client.create_experiment(name)
@@ -95,6 +104,8 @@ def log_sweep(tracking_uri: str, name: str, trials: list[dict], n_trials: int | 
             "divsweep.n_trials": str(n_trials if n_trials is not None else len(trials)),
         },
     )
+    if spec is not None:
+        client.log_text(parent.info.run_id, yaml.safe_dump(spec), tracking.SPEC_ARTIFACT)
     for t in trials:
         params = {k: str(v) for k, v in t["params"].items()}
         key = t.get("key") or hashlib.sha256(json.dumps(params, sort_keys=True).encode())
@@ -508,3 +519,55 @@ def test_power_law_cells_count_effective_instructions_and_the_report_names_the_s
     assert f"{mean} of the 1,000 got at least one training example" in section(html, "findings")
     assert "optimised unseen_val/exact_match (max)" in html
     assert "held-out test rules (metrics unseen/" in html
+
+
+def test_a_setting_swept_beyond_the_built_in_axes_gets_its_own_cells_and_figure(
+    tracking_uri: str, tmp_path: Path
+) -> None:
+    # a semantic sweep's k ranges: the wider range generalizes later; pooling them would
+    # average two different curves into one
+    shift = {"[3, 4]": 1.0, "[3, 12]": 10.0}
+    trials = []
+    for k_range, later in shift.items():
+        for i in (10, 100, 1000, 10_000):
+            t = trial(i, true_unseen(i / later), p_present=1.0)
+            t["params"]["data.task.train_k"] = k_range
+            trials.append(t)
+    axes = {"data.task.train_k": [[3, 4], [3, 12]], "data.n_instructions": [10, 100, 1000, 10_000]}
+    log_sweep(tracking_uri, "semantic", trials, spec={"name": "semantic", "axes": axes})
+    sweep = collect("semantic", tracking_uri)
+    assert swept_settings(sweep.trials) == ["data.task.train_k"]
+    cells = aggregate(sweep.trials, ["unseen_exact_match"])
+    assert len(cells) == 8
+    by_k = cells.set_index(["data.task.train_k", "n_instructions"])["unseen_exact_match"]
+    assert by_k[("[3, 4]", 100)] == pytest.approx(true_unseen(100))
+    assert by_k[("[3, 12]", 100)] == pytest.approx(true_unseen(10))
+    # ties: the reference slice takes the first value in its natural order ([3, 4] < [3, 12])
+    assert set(reference_slice(cells)["data.task.train_k"]) == {"[3, 4]"}
+    html = write_report("semantic", tracking_uri, tmp_path, log_to_mlflow=False).read_text()
+    figure = section(html, "settings")
+    assert "<img" in figure and "data.task.train_k = [3, 4]" in figure
+    assert (tmp_path / "figures" / "settings.png").is_file()
+    assert "<th" in section(html, "trials") and ">data.task.train_k</th>" in html
+    # the spec's built-in axes add no column, and a parent without a spec adds none at all
+    log_sweep(tracking_uri, "plain", logistic_sweep(seeds=1))
+    plain = write_report("plain", tracking_uri, tmp_path / "plain", log_to_mlflow=False)
+    assert swept_settings(collect("plain", tracking_uri).trials) == []
+    assert "varies no setting beyond the built-in axes" in section(plain.read_text(), "settings")
+
+
+def test_share_vs_rank_draws_the_allocation_each_alpha_trained_on(
+    tracking_uri: str, tmp_path: Path
+) -> None:
+    trials = [trial(1000, 0.5)]
+    for alpha in (1.0, 0.1):
+        t = trial(1000, 0.3, distribution="powerlaw", alpha=alpha)
+        t["params"]["data.seed"] = 3
+        trials.append(t)
+    log_sweep(tracking_uri, "shares", trials)
+    html = write_report("shares", tracking_uri, tmp_path, log_to_mlflow=False).read_text()
+    figure = section(html, "share-rank")
+    assert "<img" in figure and "at I = 1000" in figure
+    log_sweep(tracking_uri, "flat", [trial(1000, 0.5)])
+    flat = write_report("flat", tracking_uri, tmp_path / "flat", log_to_mlflow=False)
+    assert "No power-law trials" in section(flat.read_text(), "share-rank")

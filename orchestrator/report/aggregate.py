@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from divsweep.orchestrator.report.collect import setting_order, swept_settings
 from divsweep.orchestrator.report.intervals import (
     NO_INTERVAL,
     WITHIN_TRIAL,
@@ -15,7 +16,7 @@ from divsweep.orchestrator.report.intervals import (
 )
 from divsweep.trainer import predictions
 
-# One grid cell = every resolved axis except the seed.
+# One grid cell = every resolved axis except the seed: these, and the sweep's other settings.
 CELL = ["distribution", "alpha", "p_pattern_present", "total_examples", "n_instructions",
         "examples_per_instruction"]  # fmt: skip
 # Early-stopped and running trials did not train to the end; averaging them in would mix budgets.
@@ -50,14 +51,15 @@ def aggregate(
     per-example predictions back it)."""
     done = trials[trials["status"].isin(AGGREGATED_STATUSES)]
     suffixes = ("", "_lo", "_hi", "_interval", "_seeds")
-    columns = [*CELL, "n_seeds"] + [f"{m}{s}" for m in metrics for s in suffixes]
+    cell = [*CELL, *swept_settings(trials)]
+    columns = [*cell, "n_seeds"] + [f"{m}{s}" for m in metrics for s in suffixes]
     if done.empty:
         return pd.DataFrame(columns=columns)
     counts = {m: metric_counts(examples, m) for m in metrics}
     rows = []
     # dropna=False: uniform trials have alpha NaN and must still form cells.
-    for key, group in done.groupby(CELL, dropna=False, sort=True):
-        row = dict(zip(CELL, key, strict=True))
+    for key, group in done.groupby(cell, dropna=False, sort=True):
+        row = dict(zip(cell, key, strict=True))
         row["n_seeds"] = int(group["seed"].nunique(dropna=False))
         for metric in metrics:
             values = group[metric].to_numpy(dtype=float)
@@ -73,14 +75,24 @@ def aggregate(
     return pd.DataFrame(rows, columns=columns)
 
 
-def reference_slice(table: pd.DataFrame) -> pd.DataFrame:
-    """Uniform-distribution rows at the most common no-op setting: the paper's main grid.
+def reference_slice(table: pd.DataFrame, keep: str | None = None) -> pd.DataFrame:
+    """Uniform-distribution rows at the most common no-op setting and the first of the most
+    common values of every other swept setting (but `keep`): the paper's main grid.
 
-    The other rows (power-law, other p_pattern_present) belong to their own sections; mixing
-    them into the transition or frontier would compare different tasks.
+    The other rows (power-law, other p_pattern_present, other settings) belong to their own
+    sections; mixing them into the transition or frontier would compare different tasks.
     """
     uniform = table[table["distribution"] == "uniform"]
-    p = uniform["p_pattern_present"]
-    if p.notna().any():
-        uniform = uniform[p == p.mode().iloc[0]]
+    for name in ["p_pattern_present", *swept_settings(table)]:
+        values = uniform[name]
+        if name != keep and values.notna().any():
+            uniform = uniform[values == reference_value(values)]
     return uniform
+
+
+def reference_value(values: pd.Series) -> object:
+    """The value of a setting the reference slice holds: the most common, the first in its
+    natural order among ties."""
+    counts = values.value_counts()
+    common = counts[counts == counts.max()].index
+    return min(common, key=setting_order)

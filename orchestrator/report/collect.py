@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pandas as pd
+import yaml
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
@@ -39,6 +40,8 @@ AXIS_PARAMS = {
     "p_pattern_present": "data.task.p_pattern_present",
     "seed": "seed",
 }
+# Swept settings these columns already stand for (a budget axis is `total_examples`).
+BUILT_IN_AXES = {*AXIS_PARAMS.values(), "data.budget"}
 ACCURACY_METRICS = (
     "seen/exact_match",
     "unseen/exact_match",
@@ -61,6 +64,21 @@ BEST_METRICS = ("unseen/exact_match", "seen/exact_match")
 def column(metric: str) -> str:
     """Tidy column name of a metric: `unseen/exact_match` → `unseen_exact_match`."""
     return metric.replace("/", "_")
+
+
+def swept_settings(table: pd.DataFrame) -> list[str]:
+    """The columns of settings a sweep varied beyond the built-in axes (`data.task.train_k`,
+    `model.d_model`, ...): named by their dotted path, which no other column has; values are
+    the trials' params as logged."""
+    return [c for c in table.columns if "." in c]
+
+
+def setting_order(value: str) -> tuple:
+    """Sort key of a logged setting value: numbers and lists in their natural order
+    (`[3, 4]` before `[3, 12]`), other text after them."""
+    parsed = yaml.safe_load(value) if isinstance(value, str) else value
+    comparable = isinstance(parsed, (int, float, list)) and not isinstance(parsed, bool)
+    return (0, parsed, "") if comparable else (1, [], str(value))
 
 
 @dataclass(frozen=True)
@@ -116,7 +134,19 @@ def _effective(row: dict, data_seed: float) -> float:
     return float((allocation(int(n), int(total), "powerlaw", alpha, int(seed)) > 0).sum())
 
 
-def _trial_row(run: Run) -> dict:
+def _settings(client: MlflowClient, parent: Run) -> list[str]:
+    """Axes of the parent's spec beyond the built-in ones; none for a parent without its spec
+    (logged by hand, or by a tool other than divsweep)."""
+    listed = retrying(client.list_artifacts, parent.info.run_id)
+    if tracking.SPEC_ARTIFACT not in {a.path for a in listed}:
+        return []
+    text = retrying(client.download_artifacts, parent.info.run_id, tracking.SPEC_ARTIFACT)
+    with open(text, encoding="utf-8") as spec:
+        axes = (yaml.safe_load(spec) or {}).get("axes") or {}
+    return [path for path in axes if path not in BUILT_IN_AXES and path != "seed"]
+
+
+def _trial_row(run: Run, settings: list[str]) -> dict:
     params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
     status = tags.get(STATUS_TAG) or _MLFLOW_STATUS.get(run.info.status, "running")
     row: dict = {
@@ -130,9 +160,11 @@ def _trial_row(run: Run) -> dict:
     for col, param in AXIS_PARAMS.items():
         row[col] = params.get(param) if col == "distribution" else _number(params.get(param))
     row["distribution"] = row["distribution"] or "uniform"
+    row.update({path: params.get(path) for path in settings})
     if math.isnan(row["total_examples"]):
         row["total_examples"] = row["n_instructions"] * row["examples_per_instruction"]
-    row["effective_instructions"] = _effective(row, _number(params.get("data.seed")))
+    row["data_seed"] = _number(params.get("data.seed"))  # fixes a power law's allocation
+    row["effective_instructions"] = _effective(row, row["data_seed"])
     if math.isnan(row["examples_per_instruction"]):
         row["examples_per_instruction"] = row["total_examples"] / row["n_instructions"]
     for metric in (*ACCURACY_METRICS, *OTHER_METRICS):
@@ -184,8 +216,9 @@ def collect(experiment: str, tracking_uri: str) -> Sweep:
         f"tags.`{ROLE_TAG}` = 'trial' and tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
     )
     sweep_name = parent.data.tags.get(SWEEP_TAG, experiment)
-    rows = [_trial_row(r) for r in runs]
-    columns = list(_trial_row_columns())
+    settings = _settings(client, parent)
+    rows = [_trial_row(r, settings) for r in runs]
+    columns = list(_trial_row_columns(settings))
     trials = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
     trials = _latest_per_trial(trials)
     # History reads are one request per run and metric: overlap them for remote servers.
@@ -195,8 +228,9 @@ def collect(experiment: str, tracking_uri: str) -> Sweep:
         key = f"best_{column(metric)}"
         trials[key] = [b[key] for b in best] if best else pd.Series(dtype=float)
     trials = trials.sort_values(
-        ["distribution", "alpha", "p_pattern_present", "total_examples", "n_instructions", "seed"]
-    ).reset_index(drop=True)
+        ["distribution", "alpha", "p_pattern_present", *settings, "total_examples",
+         "n_instructions", "seed"]
+    ).reset_index(drop=True)  # fmt: skip
     return Sweep(
         name=sweep_name,
         parent_run_id=parent.info.run_id,
@@ -207,10 +241,11 @@ def collect(experiment: str, tracking_uri: str) -> Sweep:
     )
 
 
-def _trial_row_columns() -> Iterable[str]:
+def _trial_row_columns(settings: list[str]) -> Iterable[str]:
     yield from ("run_id", "trial_key", "status", "node", "accelerator", "start_time")
     yield from AXIS_PARAMS
-    yield "effective_instructions"
+    yield from settings
+    yield from ("data_seed", "effective_instructions")
     yield from (column(m) for m in (*ACCURACY_METRICS, *OTHER_METRICS))
     yield "gpu_hours"
 

@@ -12,7 +12,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from divsweep.orchestrator.report.aggregate import reference_slice  # noqa: E402
+from divsweep.datasets.sampling import allocation  # noqa: E402
+from divsweep.orchestrator.report.aggregate import (  # noqa: E402
+    AGGREGATED_STATUSES,
+    reference_slice,
+    reference_value,
+)
+from divsweep.orchestrator.report.collect import setting_order, swept_settings  # noqa: E402
 from divsweep.orchestrator.report.findings import APPLIED, generalization_metric  # noqa: E402
 from divsweep.orchestrator.report.frontier import least_examples, pareto  # noqa: E402
 from divsweep.orchestrator.report.transition import Transition, logistic  # noqa: E402
@@ -190,6 +196,78 @@ def long_tail_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
         + ("; right: seen accuracy on head vs tail instructions." if has_buckets else ".")
     )
     return _save(fig, out_dir / "long-tail.png", "long-tail", caption)
+
+
+# Only-IF §2.3.3: instructions below a 0.1% share are barely represented in training.
+RARE_SHARE = 1e-3
+
+
+def share_rank_plot(trials: pd.DataFrame, out_dir: Path) -> Figure:
+    """Only-IF Fig. 7: each instruction's share of the training examples against its rank, one
+    line per power-law alpha, from the allocation the trials trained on (a function of their
+    logged data config, datasets/sampling.py)."""
+    done = trials[trials["status"].isin(AGGREGATED_STATUSES)]
+    power = done[(done["distribution"] == "powerlaw")].dropna(
+        subset=["n_instructions", "total_examples", "alpha", "data_seed"]
+    )
+    if power.empty:
+        return Figure("share-rank", None, "No power-law trials in this sweep.")
+    n_instr = power["n_instructions"].max()
+    power = power[power["n_instructions"] == n_instr].sort_values(["alpha", "data_seed"])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ranks = np.arange(1, int(n_instr) + 1)
+    alphas = sorted(power["alpha"].unique(), reverse=True)
+    colors = plt.cm.plasma(np.linspace(0, 0.85, len(alphas)))
+    for alpha, color in zip(alphas, colors, strict=True):
+        first = power[power["alpha"] == alpha].iloc[0]  # lowest data seed: one draw per alpha
+        counts = allocation(int(n_instr), int(first["total_examples"]), "powerlaw", alpha,
+                            int(first["data_seed"]))  # fmt: skip
+        share = np.sort(counts)[::-1] / counts.sum()
+        ax.plot(ranks, np.where(share > 0, share, np.nan), color=color, label=f"α = {alpha:g}")
+    ax.axhline(1 / n_instr, color="0.3", linestyle="--", linewidth=1, label="uniform")
+    ax.axhline(RARE_SHARE, color="C3", linestyle=":", linewidth=1, label="0.1% share")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _style(ax, "instruction rank (log)", "share of training examples (log)", legend=7)
+    caption = (
+        f"Each instruction's share of the training examples against its rank, per power-law "
+        f"alpha, at I = {n_instr:g} (the allocation of the lowest-seed trial of each alpha; "
+        "instructions with no example are not drawn); dashed: uniform, dotted: the 0.1% share "
+        "below which Only-IF finds instructions barely represented (§2.3.3, Fig. 7)."
+    )
+    return _save(fig, out_dir / "share-rank.png", "share-rank", caption)
+
+
+def settings_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
+    """Unseen accuracy vs n_instructions, one line per value of each setting the sweep varied
+    beyond the built-in axes (a semantic sweep's `data.task.train_k`, a model width, ...)."""
+    settings = swept_settings(cells)
+    if not settings:
+        return Figure("settings", None, "The sweep varies no setting beyond the built-in axes.")
+    metric = generalization_metric(reference_slice(cells))
+    fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], settings, strict=True):
+        ref = reference_slice(cells, keep=name).dropna(subset=[metric])
+        budget = ref["total_examples"].mode().iloc[0] if len(ref) else None
+        ref = ref[ref["total_examples"] == budget]
+        values = sorted(ref[name].dropna().unique(), key=setting_order)
+        for i, value in enumerate(values):
+            _errorbar(ax, ref[ref[name] == value], "n_instructions", metric, color=f"C{i}",
+                      label=f"{value}")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_title(f"{name} (budget {budget:g})" if budget is not None else name)
+        _style(ax, "number of instructions (log)", "unseen exact match", unit_y=True,
+               legend=8 if values else None)  # fmt: skip
+    inputs = "inputs the rule changes" if metric == APPLIED else "all inputs"
+    held = ", ".join(f"{name} = {reference_value(cells[name].dropna())}" for name in settings)
+    caption = (
+        f"Unseen-rule (test) exact match on {inputs} vs number of instructions, one line per "
+        "value of each setting the sweep varied beyond the built-in axes, the others held at "
+        "their reference value (uniform distribution, the main no-op ratio and budget); bars: "
+        "95% intervals where a cell has 3 seeds or more. The transition, heatmap and frontier "
+        f"sections read the reference values: {held} (the most common; the first among ties)."
+    )
+    return _save(fig, out_dir / "settings.png", "settings", caption)
 
 
 NOOP_METRICS = ("unseen_noop_exact_match", "unseen_applied_exact_match", UNSEEN)

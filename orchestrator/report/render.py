@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from divsweep.orchestrator.report.collect import swept_settings
 from divsweep.orchestrator.report.figures import Figure
 
 # Stable anchors: the integration test checks that a report holds every one of them.
@@ -20,7 +21,9 @@ SECTION_IDS = (
     "heatmap",
     "frontier",
     "long-tail",
+    "share-rank",
     "no-op",
+    "settings",
     "learning-curves",
     "paper-vs-ours",
     "trials",
@@ -33,7 +36,9 @@ SECTION_TITLES = {
     "heatmap": "Instructions × examples per instruction",
     "frontier": "Trade-off frontier",
     "long-tail": "Long-tail robustness (uniform vs power law)",
+    "share-rank": "Instruction share vs rank (power laws)",
     "no-op": "Accuracy vs no-op ratio",
+    "settings": "Accuracy vs number of instructions, per swept setting",
     "learning-curves": "Learning curves",
     "paper-vs-ours": "Paper vs ours",
     "trials": "All trials",
@@ -79,6 +84,13 @@ def _cell(value: object) -> str:
             return ""
         return f"{value:.3f}" if abs(value) < 10 and value != int(value) else f"{value:g}"
     return str(value)
+
+
+def _trial_columns(trials: pd.DataFrame) -> dict[str, str]:
+    """TRIAL_COLUMNS with the sweep's other swept settings after the seed."""
+    items = list(TRIAL_COLUMNS.items())
+    at = list(TRIAL_COLUMNS).index("seed") + 1
+    return dict(items[:at] + [(name, name) for name in swept_settings(trials)] + items[at:])
 
 
 def _problem_trials(trials: pd.DataFrame) -> pd.DataFrame:
@@ -167,12 +179,13 @@ def render_html(c: ReportContent) -> str:
         parts[section] = _html_figure(fig)
     paper = pd.DataFrame(c.paper_rows, columns=["quantity", "paper", "ours"])
     parts["paper-vs-ours"] = _html_table(paper, {k: k for k in paper.columns}, sortable=False)
-    parts["trials"] = _html_table(c.trials, TRIAL_COLUMNS, sortable=True) + (
+    columns = _trial_columns(c.trials)
+    parts["trials"] = _html_table(c.trials, columns, sortable=True) + (
         "<p>Click a column header to sort.</p>"
     )
     problems = _problem_trials(c.trials)
     parts["failed-trials"] = (
-        _html_table(problems, TRIAL_COLUMNS, sortable=True)
+        _html_table(problems, columns, sortable=True)
         if len(problems)
         else '<p class="absent">No failed or early-stopped trials.</p>'
     )
@@ -218,10 +231,11 @@ def render_markdown(c: ReportContent, out_dir: Path) -> str:
         )
     paper = pd.DataFrame(c.paper_rows, columns=["quantity", "paper", "ours"])
     parts["paper-vs-ours"] = _md_table(paper, {k: k for k in paper.columns})
-    parts["trials"] = _md_table(c.trials, TRIAL_COLUMNS)
+    columns = _trial_columns(c.trials)
+    parts["trials"] = _md_table(c.trials, columns)
     problems = _problem_trials(c.trials)
     parts["failed-trials"] = (
-        _md_table(problems, TRIAL_COLUMNS)
+        _md_table(problems, columns)
         if len(problems)
         else "No failed or early-stopped trials."
     )

@@ -83,7 +83,9 @@ def write_report(
         "heatmap": figs.heatmap(cells, fig_dir),
         "frontier": figs.frontier_plot(cells, fig_dir),
         "long-tail": figs.long_tail_plot(cells, fig_dir),
+        "share-rank": figs.share_rank_plot(sweep.trials, fig_dir),
         "no-op": figs.noop_plot(cells, fig_dir),
+        "settings": figs.settings_plot(cells, fig_dir),
         "learning-curves": figs.learning_curves(history, curves, fig_dir),
     }
     for section, fig in figures.items():
