@@ -235,9 +235,7 @@ def render_markdown(c: ReportContent, out_dir: Path) -> str:
     parts["trials"] = _md_table(c.trials, columns)
     problems = _problem_trials(c.trials)
     parts["failed-trials"] = (
-        _md_table(problems, columns)
-        if len(problems)
-        else "No failed or early-stopped trials."
+        _md_table(problems, columns) if len(problems) else "No failed or early-stopped trials."
     )
     body = "\n\n".join(
         f'<a id="{sid}"></a>\n## {SECTION_TITLES[sid]}\n\n{parts[sid]}' for sid in SECTION_IDS
