@@ -12,6 +12,7 @@ from divsweep.orchestrator.report.findings import (
     long_tail_robust_from,
     paper_vs_ours,
 )
+from divsweep.orchestrator.report.paper_reference import SEMANTIC_K
 
 
 def cells(points: list[tuple[int, float, float]], budget: int = 40_000) -> pd.DataFrame:
@@ -68,3 +69,31 @@ def test_i_min_is_read_on_has_op_inputs_when_no_ops_lift_the_floor() -> None:
     rows = {quantity: ours for quantity, _, ours in paper_vs_ours(no_op_grid(0.8), fits=[])}
     (i_min,) = (ours for quantity, ours in rows.items() if quantity.startswith("I_min"))
     assert i_min == "512 (budget 40,000) (has-op inputs: no-op copies excluded)"
+
+
+def test_no_op_and_semantic_rows_read_each_value_of_their_setting() -> None:
+    # has-op EM per no-op ratio: 0% no-ops reaches 0.5 at 512, 50% no-ops never does
+    noop = pd.concat([no_op_grid(1.0), no_op_grid(0.5).assign(**{APPLIED: 0.3})])
+    rows = {quantity: ours for quantity, _, ours in paper_vs_ours(noop, fits=[])}
+    (row,) = (ours for quantity, ours in rows.items() if quantity.startswith("transition with"))
+    assert row == (
+        "no-op 50%: 0.30 at 8 → 0.30 at 3,072, none reaches 0.5; "
+        "no-op 0%: 0.00 at 8 → 0.90 at 3,072, 0.5 from 512 "
+        "(unseen EM on inputs the rule changes, budget 40,000)"
+    )
+    # k ranges in their natural order, [3, 4] before [3, 12]; each its own curve
+    semantic = pd.concat(
+        [no_op_grid(1.0).assign(**{SEMANTIC_K: "[3, 12]", UNSEEN: 0.05}),
+         no_op_grid(1.0).assign(**{SEMANTIC_K: "[3, 4]"})]
+    )  # fmt: skip
+    rows = {quantity: ours for quantity, _, ours in paper_vs_ours(semantic, fits=[])}
+    (row,) = (ours for quantity, ours in rows.items() if quantity.startswith("semantic"))
+    assert row.startswith("train k [3, 4]: 0.16 at 8 → 0.92 at 3,072, 0.5 from 512; ")
+    assert "train k [3, 12]: 0.05 at 8 → 0.05 at 3,072, none reaches 0.5" in row
+    # neither row without the sweep that measures it
+    plain = {quantity: ours for quantity, _, ours in paper_vs_ours(no_op_grid(0.8), fits=[])}
+    assert all(
+        ours == "not measured by this report"
+        for quantity, ours in plain.items()
+        if quantity.startswith(("transition with", "semantic"))
+    )

@@ -7,9 +7,9 @@ import math
 import pandas as pd
 
 from divsweep.orchestrator.report.aggregate import reference_slice
-from divsweep.orchestrator.report.collect import Sweep
+from divsweep.orchestrator.report.collect import Sweep, setting_order
 from divsweep.orchestrator.report.frontier import TARGETS, least_examples
-from divsweep.orchestrator.report.paper_reference import PAPER_VALUES
+from divsweep.orchestrator.report.paper_reference import PAPER_VALUES, SEMANTIC_K
 from divsweep.orchestrator.report.transition import (
     FAILS,
     GENERALIZES,
@@ -275,6 +275,30 @@ def transition_line(cells: pd.DataFrame) -> str | None:
     )
 
 
+def per_setting_reading(cells: pd.DataFrame, name: str, label) -> str | None:
+    """Per value of a setting (`p_pattern_present`, a swept setting column), the unseen exact
+    match at the fewest and the most instructions and the fewest that reach GENERALIZES, the
+    other settings at their reference values; None unless it takes two values or more.
+    `label` names a value (`0.8` -> `no-op 20%`)."""
+    ref = reference_slice(cells, keep=name)
+    metric = generalization_metric(ref)
+    ref = ref.dropna(subset=[metric, name])
+    if ref[name].nunique() < 2:
+        return None
+    budget = ref["total_examples"].mode().iloc[0]
+    ref = ref[ref["total_examples"] == budget]
+    parts = []
+    for value in sorted(ref[name].unique(), key=setting_order):
+        per_i = ref[ref[name] == value].groupby("n_instructions")[metric].mean().sort_index()
+        lo, hi = per_i.index.min(), per_i.index.max()
+        reach = bracket(per_i, budget).generalizes
+        parts.append(
+            f"{label(value)}: {per_i[lo]:.2f} at {_n(lo)} → {per_i[hi]:.2f} at {_n(hi)}, "
+            + (f"{GENERALIZES:g} from {_n(reach)}" if reach else f"none reaches {GENERALIZES:g}")
+        )
+    return f"{'; '.join(parts)} (unseen EM {_metric_words(metric)}, budget {_n(budget)})"
+
+
 def coverage_sentence(trials: pd.DataFrame, examples: pd.DataFrame, metric: str) -> str | None:
     """Vocabulary coverage, the confound of small alphabets: per n_instructions of the main
     grid, the share of unseen rules whose pattern is also a training rule's, and unseen exact
@@ -436,8 +460,16 @@ def paper_vs_ours(cells: pd.DataFrame, fits: list[Transition]) -> list[tuple[str
         )
     elif (cells["distribution"] == "powerlaw").any():
         ours["long_tail_robust_I"] = "no I robust to every alpha tried"
+    noop = per_setting_reading(cells, "p_pattern_present", lambda p: f"no-op {1 - p:.0%}")
+    if noop is not None:
+        ours["transition_noop"] = noop
+    if SEMANTIC_K in cells:
+        semantic = per_setting_reading(cells, SEMANTIC_K, lambda k: f"train k {k}")
+        if semantic is not None:
+            ours["semantic_k"] = semantic
     rows = []
     for ref in PAPER_VALUES:
-        paper = f"{ref.value} (N={ref.budget:,}; {ref.source})"
+        budget = f"N={ref.budget:,}" if ref.budget is not None else "N not stated"
+        paper = f"{ref.value} ({budget}; {ref.source})"
         rows.append((ref.quantity, paper, ours.get(ref.key, "not measured by this report")))
     return rows
