@@ -4,7 +4,6 @@ resume` restores the Tuner with its searcher state and finishes the search: ever
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,18 @@ import yaml
 from conftest import trial_runs
 from mlflow import MlflowClient
 from ray.tune import ExperimentAnalysis
-from test_drills_driver_kill import DIVSWEEP, kill_group, start
+from test_drills_driver_kill import (
+    DIVSWEEP,
+    kill_group,
+    kill_once_tracked,
+    pause_env,
+    release_in_turn,
+    start,
+    wait_for,
+)
 from test_orchestrator_spec import tiny_spec
+
+from divsweep.trainer.pause import paused
 
 STEPS = [10, 20, 30, 40]
 BUDGETS = [32, 64]
@@ -37,22 +46,16 @@ def test_adaptive_sweep_survives_driver_sigkill(tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(raw))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    driver = start([DIVSWEEP, "run", str(spec), "--tracking-uri", uri, "--no-report"], tmp_path)
+    # Every trial pauses at its first evaluation (trainer/pause.py); one runs at a time, so the
+    # grid's trials are let go in turn, and the first one past the grid is the searcher's
+    # refinement: the driver is killed while it is paused there, on record in MLflow.
+    pauses = tmp_path / "pauses"
+    cmd = [DIVSWEEP, "run", str(spec), "--tracking-uri", uri, "--no-report"]
+    driver = start(cmd, tmp_path, pause_env(pauses, STEPS[0]))
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and driver.poll() is None:
-            started = any(tmp_path.glob("ray_results/*/sweep.json"))
-            runs = trial_runs(uri, "drill-adaptive") if started else []
-            done = [r for r in runs if r.data.tags.get("divsweep.status") == "finished"]
-            mid = [r for r in runs if r.data.tags.get("divsweep.status") == "running"
-                   and r.data.metrics.get("step", 0) >= STEPS[0]]  # fmt: skip
-            # past the grid: the searcher has decided a refinement and is running it
-            if len(done) >= len(GRID) * len(BUDGETS) and mid:
-                break
-            time.sleep(0.5)
-        assert driver.poll() is None, f"sweep ended before the kill: {driver.stderr.read()}"
-        driver.kill()
-        driver.wait()
+        grid = release_in_turn(driver, pauses, len(GRID) * len(BUDGETS))
+        (refining,) = wait_for(lambda: paused(pauses) - grid, "a refinement to pause", driver)
+        kill_once_tracked(driver, uri, "drill-adaptive", grid, refining, STEPS[0])
     finally:
         kill_group(driver.pid)
     before = trial_runs(uri, "drill-adaptive")

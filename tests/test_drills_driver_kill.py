@@ -10,7 +10,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -84,6 +86,58 @@ def pause_env(pauses: Path, step: int) -> dict[str, str]:
     return {**os.environ, PAUSE_DIR: str(pauses), PAUSE_AT_STEP: str(step)}
 
 
+def kill_once_tracked(
+    driver: subprocess.Popen, uri: str, experiment: str, finished: set[str], mid: str, step: int
+) -> None:
+    """SIGKILL the driver once MLflow shows the `finished` trials finished and the paused trial
+    `mid` at `step`: the state a resume must continue from is on record."""
+
+    def tracked() -> bool:
+        runs = {r.data.tags["divsweep.trial_key"]: r for r in trial_runs(uri, experiment)}
+        done = all(
+            key in runs and runs[key].data.tags.get("divsweep.status") == "finished"
+            for key in finished
+        )
+        return done and mid in runs and runs[mid].data.metrics.get("step", 0) >= step
+
+    wait_for(tracked, "MLflow to show the paused state", driver)
+    driver.kill()  # SIGKILL: a crash, the OOM killer, a lost login node
+    driver.wait()
+
+
+def release_in_turn(driver: subprocess.Popen, pauses: Path, n: int) -> set[str]:
+    """Let `n` trials of a sweep run one at a time (started with `pause_env`) go, each as it
+    pauses; returns their keys."""
+    released: set[str] = set()
+    for _ in range(n):
+        (key,) = wait_for(lambda: paused(pauses) - released, "the next trial to pause", driver)
+        release(pauses, key)
+        released.add(key)
+    return released
+
+
+@contextlib.contextmanager
+def releasing(pauses: Path) -> Iterator[set[str]]:
+    """Within the block, a thread lets every trial that pauses go; yields the keys released so
+    far. A thread, so that the caller can keep reading the driver's output meanwhile."""
+    released: set[str] = set()
+    done = threading.Event()
+
+    def let_go() -> None:
+        while not done.wait(0.2):
+            for key in paused(pauses) - released:
+                release(pauses, key)
+                released.add(key)
+
+    thread = threading.Thread(target=let_go, daemon=True)
+    thread.start()
+    try:
+        yield released
+    finally:
+        done.set()
+        thread.join()
+
+
 def kill_one_done_one_paused(
     driver: subprocess.Popen, pauses: Path, uri: str, experiment: str, step: int
 ) -> None:
@@ -91,22 +145,9 @@ def kill_one_done_one_paused(
     the first trial pauses at `step`; released, it finishes and the second pauses at `step`;
     once MLflow shows the first finished and the second's evaluation, the driver is killed,
     the rest not begun."""
-    (first,) = wait_for(lambda: paused(pauses), "a first trial to pause", driver)
-    release(pauses, first)
-    (second,) = wait_for(lambda: paused(pauses) - {first}, "a second trial to pause", driver)
-
-    def tracked() -> bool:
-        runs = {r.data.tags["divsweep.trial_key"]: r for r in trial_runs(uri, experiment)}
-        return (
-            runs.get(first) is not None
-            and runs[first].data.tags.get("divsweep.status") == "finished"
-            and runs.get(second) is not None
-            and runs[second].data.metrics.get("step", 0) >= step
-        )
-
-    wait_for(tracked, "MLflow to show the paused state", driver)
-    driver.kill()  # SIGKILL: a crash, the OOM killer, a lost login node
-    driver.wait()
+    first = release_in_turn(driver, pauses, 1)
+    (second,) = wait_for(lambda: paused(pauses) - first, "a second trial to pause", driver)
+    kill_once_tracked(driver, uri, experiment, first, second, step)
 
 
 @pytest.mark.slow
@@ -123,7 +164,7 @@ def test_resume_after_driver_sigkill_finishes_every_trial_once(tmp_path: Path) -
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     started = time.monotonic()
     pauses = tmp_path / "pauses"
-    env = {**os.environ, PAUSE_DIR: str(pauses), PAUSE_AT_STEP: str(STEPS[0])}
+    env = pause_env(pauses, STEPS[0])
     driver = start(
         [DIVSWEEP, "run", str(spec), "--tracking-uri", uri, "--no-report"], tmp_path, env
     )

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import free_port, start_mlflow_server, stop_process
 from mlflow import MlflowClient
-from test_drills_driver_kill import kill_group, pause_env, wait_for
+from test_drills_driver_kill import kill_group, pause_env, releasing, wait_for
 from test_orchestrator_spec import tiny_spec
 
 from divsweep import tracking
@@ -93,14 +93,9 @@ def test_sweep_survives_a_tracking_server_outage(tmp_path: Path) -> None:
         assert driver.poll() is None, "the driver ended during the outage"
         server = start_mlflow_server(workdir, port)
         up = time.time()
-        released = {first}
-        while driver.poll() is None:  # each later trial pauses in turn: let it go
-            for key in paused(pauses) - released:
-                release(pauses, key)
-                released.add(key)
-            time.sleep(0.2)
-        _, err = driver.communicate(timeout=300)
-        assert second in released and len(released) == 3
+        with releasing(pauses) as released:  # each later trial pauses in turn: let it go
+            _, err = driver.communicate(timeout=300)
+        assert {first, second} <= released and len(released) == 3
     finally:
         kill_group(driver.pid)
     elapsed = time.monotonic() - started

@@ -9,7 +9,8 @@ filesystem Tune pickles).
 - `storage_path` a local folder: the preflight fails with exit 2 naming the node, before any
   MLflow run exists.
 - `storage_path: s3://…`: trials land on both nodes; the second node's raylet is SIGKILLed
-  mid-trial, the trial is retried on the head from its S3 checkpoint, the sweep completes."""
+  while a trial is paused mid-way there (trainer/pause.py), the trial is retried on the head
+  from its S3 checkpoint, the sweep completes."""
 
 from __future__ import annotations
 
@@ -23,15 +24,14 @@ import yaml
 from cluster_utils import LocalCluster, local_cluster
 from conftest import S3_ENV, trial_runs
 from mlflow import MlflowClient
-from test_drills_driver_kill import kill_group, start
-from test_drills_node_failure import raylet_node_id
+from test_drills_driver_kill import kill_group, releasing, start, wait_for
+from test_drills_node_failure import STEPS, pause_vars, paused_on_two_nodes, raylet_node_id
 from test_orchestrator_spec import tiny_spec
 
 pytestmark = pytest.mark.slow
 
 DIVSWEEP = str(Path(sys.executable).with_name("divsweep"))
 GRID = [2, 4, 8, 16]
-STEPS = list(range(50, 501, 50))
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cluster(base: Path) -> LocalCluster:
     private = (base / "ray_results", base / "cache")
-    with local_cluster(num_cpus=1, worker_private=private, env_extra=S3_ENV) as c:
+    # trials pause mid-way (only the S3 sweep has any): the folder is outside the private ones
+    env = {**S3_ENV, **pause_vars(base / "pauses")}
+    with local_cluster(num_cpus=1, worker_private=private, env_extra=env) as c:
         yield c
 
 
@@ -116,26 +118,16 @@ def test_s3_sweep_on_both_nodes_survives_losing_one(
     started = time.monotonic()
     driver = start([*cmd, "--no-report"], base, env)
     try:
-        seen: dict[str, str] = {}  # trial key -> node id it was last seen running on
-        victim = None
-        deadline = time.monotonic() + 400
-        while time.monotonic() < deadline and driver.poll() is None and victim is None:
-            begun = (base / ".divsweep" / "journals").is_dir()
-            for run in trial_runs(uri, "s3-nodes") if begun else []:
-                tags = run.data.tags
-                if "divsweep.node_id" not in tags:
-                    continue
-                seen[tags["divsweep.trial_key"]] = tags["divsweep.node_id"]
-                both = len(set(seen.values())) == 2
-                mid = 0 < run.data.metrics.get("step", 0) <= STEPS[2]
-                running = tags["divsweep.status"] == "running"
-                if both and tags["divsweep.node_id"] == lost and mid and running:
-                    victim = run
-                    break
-            time.sleep(0.5)
-        assert victim is not None, f"no trial mid-way on the second node: {seen}"
+        # one trial per node at a time: the first two pause mid-way, one on each node
+        where = wait_for(
+            lambda: paused_on_two_nodes(uri, "s3-nodes", base / "pauses"),
+            "a trial paused on each node",
+            driver,
+        )
+        (key,) = [k for k, node in where.items() if node == lost]
         cluster.kill_worker_raylet()
-        _, err = driver.communicate(timeout=500)
+        with releasing(base / "pauses"):
+            _, err = driver.communicate(timeout=500)
     finally:
         kill_group(driver.pid)
     assert driver.returncode == 0, err
@@ -148,12 +140,11 @@ def test_s3_sweep_on_both_nodes_survives_losing_one(
         assert run.info.status == "FINISHED", run.data.tags
         history = mlf.get_metric_history(run.info.run_id, "unseen/exact_match")
         assert sorted(m.step for m in history) == STEPS  # none lost, none twice
-    (moved,) = [r for r in runs if r.info.run_id == victim.info.run_id]
+    (moved,) = [r for r in runs if r.data.tags["divsweep.trial_key"] == key]
     assert moved.data.tags["divsweep.node_id"] != lost  # finished on the surviving node
     # the driver journals every evaluation any attempt reported: a retry from scratch would
     # report the early steps again; one from the S3 checkpoint goes straight on
     (journal,) = (base / ".divsweep" / "journals").glob("s3-nodes-*/tracking-journal.jsonl")
-    key = victim.data.tags["divsweep.trial_key"]
     records = [json.loads(line) for line in journal.read_text().splitlines()]
     steps = [r["step"] for r in records if r["op"] == "log" and r["key"] == key]
     assert steps == STEPS, steps
