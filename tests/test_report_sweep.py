@@ -24,7 +24,7 @@ from divsweep.errors import UserError
 from divsweep.orchestrator.report import SECTION_IDS, write_report
 from divsweep.orchestrator.report.aggregate import aggregate, metric_counts, reference_slice
 from divsweep.orchestrator.report.collect import collect, examples, swept_settings
-from divsweep.orchestrator.report.frontier import least_examples, pareto
+from divsweep.orchestrator.report.frontier import TARGETS, least_examples, pareto, targets
 from divsweep.orchestrator.report.intervals import NO_INTERVAL, SEEDS_AND_RULES, SEEDS_ONLY
 from divsweep.orchestrator.report.transition import RULES_ONLY, SEEDS_THEN_RULES, estimate
 from divsweep.trainer import predictions
@@ -300,6 +300,21 @@ def test_frontier_matches_hand_computed_values(tracking_uri: str) -> None:
         (10_000, 0.97),
         (100_000, 0.99),
     ]
+
+
+def test_a_sweep_below_every_fixed_target_gets_targets_it_reaches(tracking_uri: str) -> None:
+    # reduced compute: the best cell is 0.31, below 0.5; the frontier is drawn at 0.15 and 0.25
+    acc = {(10_000, 10): 0.0, (10_000, 100): 0.2, (10_000, 1000): 0.31,
+           (40_000, 10): 0.02, (40_000, 100): 0.28, (40_000, 1000): 0.3}  # fmt: skip
+    log_sweep(tracking_uri, "low", [trial(i, a, budget=b) for (b, i), a in acc.items()])
+    cells = aggregate(collect("low", tracking_uri).trials, ["unseen_exact_match"])
+    assert targets(cells) == (0.15, 0.25, *TARGETS)
+    least = least_examples(cells, targets(cells)).set_index(["target", "n_instructions"])
+    assert least.loc[(0.15, 100), "total_examples"] == 10_000
+    assert least.loc[(0.25, 100), "total_examples"] == 40_000
+    assert least.loc[(0.25, 1000), "total_examples"] == 10_000
+    assert math.isnan(least.loc[(0.15, 10), "total_examples"])
+    assert targets(cells.assign(unseen_exact_match=0.6)) == TARGETS  # reached: the fixed ones
 
 
 # ------------------------------------------------------------------ transition

@@ -20,7 +20,7 @@ from divsweep.orchestrator.report.aggregate import (  # noqa: E402
 )
 from divsweep.orchestrator.report.collect import setting_order, swept_settings  # noqa: E402
 from divsweep.orchestrator.report.findings import APPLIED, generalization_metric  # noqa: E402
-from divsweep.orchestrator.report.frontier import least_examples, pareto  # noqa: E402
+from divsweep.orchestrator.report.frontier import least_examples, pareto, targets  # noqa: E402
 from divsweep.orchestrator.report.transition import Transition, logistic  # noqa: E402
 
 UNSEEN, SEEN = "unseen_exact_match", "seen_exact_match"
@@ -134,7 +134,8 @@ def frontier_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
     # the transition's metric: on inputs the rule changes where the grid has no-ops
     metric = generalization_metric(reference_slice(cells))
     inputs = "inputs the rule changes" if metric == APPLIED else "all inputs"
-    least = least_examples(cells, metric=metric).dropna(subset=["total_examples"])
+    least = least_examples(cells, targets(cells, metric), metric)
+    least = least.dropna(subset=["total_examples"])
     costs = [c for c in ("total_examples", "gpu_hours") if cells[c].notna().any()]
     fig, axes = plt.subplots(1, 1 + len(costs), figsize=(5 * (1 + len(costs)), 4))
     ax = axes[0]

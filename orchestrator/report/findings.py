@@ -8,7 +8,7 @@ import pandas as pd
 
 from divsweep.orchestrator.report.aggregate import reference_slice
 from divsweep.orchestrator.report.collect import Sweep, setting_order
-from divsweep.orchestrator.report.frontier import TARGETS, least_examples
+from divsweep.orchestrator.report.frontier import least_examples, targets
 from divsweep.orchestrator.report.paper_reference import PAPER_VALUES, SEMANTIC_K
 from divsweep.orchestrator.report.transition import (
     FAILS,
@@ -356,8 +356,9 @@ def headline(
             f"{_n(best['examples_per_instruction'])} examples ({best['distribution']}) reaches "
             f"unseen exact match {best[metric]:.2f} {words} (seen {best[SEEN]:.2f})."
         )
-    least = least_examples(cells, metric=metric).dropna(subset=["total_examples"])
-    for target in TARGETS:
+    levels = targets(cells, metric)
+    least = least_examples(cells, levels, metric).dropna(subset=["total_examples"])
+    for target in levels:
         hit = least[least["target"] == target]
         if hit.empty:
             out.append(f"No configuration reached unseen exact match {target:g} {words}.")

@@ -11,6 +11,17 @@ TARGETS = (0.5, 0.8, 0.95)
 ACCURACY = "unseen_exact_match"
 
 
+def targets(cells: pd.DataFrame, metric: str = ACCURACY) -> tuple[float, ...]:
+    """The accuracy targets of the least-data frontier: TARGETS, preceded, where the reference
+    slice's best cell stays below the first of them, by half and three quarters of that best
+    (to 0.05), so that a sweep at reduced compute still draws a frontier."""
+    best = reference_slice(cells)[metric].max()
+    if not np.isfinite(best) or best >= TARGETS[0]:
+        return TARGETS
+    lower = {round(round(f * best / 0.05) * 0.05, 2) for f in (0.5, 0.75)} - {0.0}
+    return (*sorted(lower), *TARGETS)
+
+
 def least_examples(
     cells: pd.DataFrame, targets: tuple[float, ...] = TARGETS, metric: str = ACCURACY
 ) -> pd.DataFrame:
