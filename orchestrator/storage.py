@@ -15,6 +15,7 @@ nodes need only their credentials, not the endpoint setting.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 import threading
@@ -73,8 +74,15 @@ def filesystem(location: str) -> pafs.FileSystem | None:
     if not location.startswith("s3://") or not endpoint:
         return None
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return _s3(endpoint, region or "us-east-1")
+
+
+@functools.lru_cache(maxsize=8)
+def _s3(endpoint: str, region: str) -> pafs.S3FileSystem:
+    """One S3 client per endpoint and region: the tracker reads a checkpoint's files for every
+    trial, and a new client per call would set up the SDK's credential chain each time."""
     # no keys passed: each node's SDK finds its own (environment, profile, instance role)
-    return pafs.S3FileSystem(endpoint_override=endpoint, region=region or "us-east-1")
+    return pafs.S3FileSystem(endpoint_override=endpoint, region=region)
 
 
 def tune_path(location: str) -> tuple[str, pafs.FileSystem | None]:
