@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # no display on cluster heads or CI; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from divsweep.datasets.sampling import allocation  # noqa: E402
 from divsweep.orchestrator.report.aggregate import (  # noqa: E402
@@ -144,6 +145,7 @@ def frontier_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
                 label=f"unseen EM ≥ {target:g}")  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # labels would overlap
     _style(ax, "number of instructions", "least total examples reaching target",
            legend=8 if len(least) else None)  # fmt: skip
     if not len(least):
