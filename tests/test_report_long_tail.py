@@ -97,3 +97,12 @@ def test_no_op_and_semantic_rows_read_each_value_of_their_setting() -> None:
         for quantity, ours in plain.items()
         if quantity.startswith(("transition with", "semantic"))
     )
+
+
+def test_long_tail_robustness_is_read_where_the_rule_applies_when_inputs_hold_no_ops() -> None:
+    # copied no-ops floor the overall number: 512 keeps 0.30 of 0.33 overall (robust on all
+    # inputs) but 0.10 of 0.20 where the rule applies (not robust); 3,072 keeps both
+    grid = cells([(512, 0.33, 0.30), (3072, 0.40, 0.38)]).assign(p_pattern_present=0.8)
+    grid[APPLIED] = [0.20, 0.10, 0.30, 0.29]
+    assert long_tail_robust_from(grid) == (3072.0, 40_000.0)
+    assert long_tail_robust_from(grid.drop(columns=APPLIED)) == (512.0, 40_000.0)

@@ -173,16 +173,19 @@ def long_tail_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
     budgets = power["total_examples"].unique()
     uniform = cells[(cells["distribution"] == "uniform") & cells["total_examples"].isin(budgets)]
     has_buckets = power["seen_head_exact_match"].notna().any()
+    metric = generalization_metric(power)
+    inputs = "inputs the rule changes" if metric == APPLIED else "all inputs"
     fig, axes = plt.subplots(1, 2 if has_buckets else 1, figsize=(11 if has_buckets else 6, 4),
                              squeeze=False)  # fmt: skip
     ax = axes[0][0]
     for i, (n_instr, group) in enumerate(power.groupby("n_instructions")):
-        _errorbar(ax, group, "alpha", UNSEEN, color=f"C{i}", label=f"I={n_instr:g}")
-        base = uniform[uniform["n_instructions"] == n_instr][UNSEEN]
+        _errorbar(ax, group, "alpha", metric, color=f"C{i}", label=f"I={n_instr:g}")
+        base = uniform[uniform["n_instructions"] == n_instr][metric]
         if len(base):
             ax.axhline(base.mean(), color=f"C{i}", linestyle="--", linewidth=1)
     ax.set_xscale("log")
-    _style(ax, "power-law alpha (log; dashed: uniform)", "unseen exact match", unit_y=True)
+    _style(ax, "power-law alpha (log; dashed: uniform)", f"unseen exact match, {inputs}",
+           unit_y=True)  # fmt: skip
     if has_buckets:
         ax = axes[0][1]
         for i, (n_instr, group) in enumerate(power.groupby("n_instructions")):
@@ -194,8 +197,9 @@ def long_tail_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
         ax.set_xscale("log")
         _style(ax, "power-law alpha (log)", "seen exact match", unit_y=True, legend=7)
     caption = (
-        "Long-tail robustness at matched budget: unseen exact match vs power-law alpha, one line "
-        "per number of instructions I (dashed: the uniform distribution at the same I)"
+        f"Long-tail robustness at matched budget: unseen-rule (test) exact match on {inputs} vs "
+        "power-law alpha, one line per number of instructions I (dashed: the uniform "
+        "distribution at the same I)"
         + ("; right: seen accuracy on head vs tail instructions." if has_buckets else ".")
     )
     return _save(fig, out_dir / "long-tail.png", "long-tail", caption)

@@ -210,18 +210,20 @@ def _regime_bounds(cells: pd.DataFrame, budget: float) -> tuple[float | None, fl
 def long_tail_robust_from(cells: pd.DataFrame) -> tuple[float, float] | None:
     """(smallest I from which every larger I keeps ROBUST_SHARE of its uniform unseen accuracy
     under every power law tried, budget) — only I whose uniform cell generalizes at all
-    (unseen >= NEVER) count; None without such a comparison."""
-    power = cells[cells["distribution"] == "powerlaw"].dropna(subset=[UNSEEN])
-    uniform = cells[cells["distribution"] == "uniform"].dropna(subset=[UNSEEN])
+    (unseen >= NEVER) count; None without such a comparison. Read on inputs the rule changes
+    where the grid has no-ops (generalization_metric)."""
+    metric = generalization_metric(cells[cells["distribution"] == "powerlaw"])
+    power = cells[cells["distribution"] == "powerlaw"].dropna(subset=[metric])
+    uniform = cells[cells["distribution"] == "uniform"].dropna(subset=[metric])
     keys = ["n_instructions", "total_examples"]
-    paired = power.merge(uniform[[*keys, UNSEEN]], on=keys, suffixes=("", "_uniform"))
-    paired = paired[paired[f"{UNSEEN}_uniform"] >= NEVER]
+    paired = power.merge(uniform[[*keys, metric]], on=keys, suffixes=("", "_uniform"))
+    paired = paired[paired[f"{metric}_uniform"] >= NEVER]
     if paired.empty:
         return None
     budget = paired["total_examples"].value_counts().idxmax()
     paired = paired[paired["total_examples"] == budget]
     robust = (
-        (paired[UNSEEN] >= ROBUST_SHARE * paired[f"{UNSEEN}_uniform"])
+        (paired[metric] >= ROBUST_SHARE * paired[f"{metric}_uniform"])
         .groupby(paired["n_instructions"])
         .all()
     )
@@ -391,12 +393,14 @@ def headline(
     coverage = None if examples is None else coverage_sentence(sweep.trials, examples, metric)
     if coverage:
         out.append(coverage)
-    power = cells[cells["distribution"] == "powerlaw"].dropna(subset=[UNSEEN])
+    # on inputs the rule changes where the power-law cells have no-ops and record them
+    tail_metric = generalization_metric(cells[cells["distribution"] == "powerlaw"])
+    power = cells[cells["distribution"] == "powerlaw"].dropna(subset=[tail_metric])
     for n_instr, group in power.groupby("n_instructions"):
         worst = group.loc[group["alpha"].idxmin()]
         uniform = cells[(cells["distribution"] == "uniform") & (cells["n_instructions"] == n_instr)
                         & (cells["total_examples"] == worst["total_examples"])]  # fmt: skip
-        base = f"{uniform[UNSEEN].mean():.2f}" if len(uniform) else "not run"
+        base = f"{uniform[tail_metric].mean():.2f}" if len(uniform) else "not run"
         effective = worst.get("effective_instructions", float("nan"))
         trained = (
             ""
@@ -407,8 +411,9 @@ def headline(
             )
         )
         out.append(
-            f"Long tail, {_n(n_instr)} instructions: unseen exact match {worst[UNSEEN]:.2f} at "
-            f"alpha {worst['alpha']:g} (uniform: {base}){trained}."
+            f"Long tail, {_n(n_instr)} instructions: unseen exact match "
+            f"{_metric_words(tail_metric)} {worst[tail_metric]:.2f} at alpha {worst['alpha']:g} "
+            f"(uniform: {base}){trained}."
         )
     if sweep.trials["status"].isin(["failed", "stopped"]).any():
         n_failed = int((sweep.trials["status"] == "failed").sum())
