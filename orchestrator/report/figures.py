@@ -252,6 +252,7 @@ def settings_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
     if not settings:
         return Figure("settings", None, "The sweep varies no setting beyond the built-in axes.")
     metric = generalization_metric(reference_slice(cells))
+    inputs = "inputs the rule changes" if metric == APPLIED else "all inputs"
     fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 4.5), squeeze=False)
     for ax, name in zip(axes[0], settings, strict=True):
         ref = reference_slice(cells, keep=name).dropna(subset=[metric])
@@ -263,9 +264,8 @@ def settings_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
                       label=f"{value}")  # fmt: skip
         ax.set_xscale("log")
         ax.set_title(f"{name} (budget {budget:g})" if budget is not None else name)
-        _style(ax, "number of instructions (log)", "unseen exact match", unit_y=True,
+        _style(ax, "number of instructions (log)", f"unseen exact match, {inputs}", unit_y=True,
                legend=8 if values else None)  # fmt: skip
-    inputs = "inputs the rule changes" if metric == APPLIED else "all inputs"
     held = ", ".join(f"{name} = {reference_value(cells[name].dropna())}" for name in settings)
     caption = (
         f"Unseen-rule (test) exact match on {inputs} vs number of instructions, one line per "
