@@ -20,7 +20,10 @@ from divsweep.orchestrator.report.aggregate import (  # noqa: E402
     reference_value,
 )
 from divsweep.orchestrator.report.collect import setting_order, swept_settings  # noqa: E402
-from divsweep.orchestrator.report.findings import APPLIED, generalization_metric  # noqa: E402
+from divsweep.orchestrator.report.findings import (  # noqa: E402
+    generalization_metric,
+    inputs_words,
+)
 from divsweep.orchestrator.report.frontier import least_examples, pareto, targets  # noqa: E402
 from divsweep.orchestrator.report.transition import Transition, logistic  # noqa: E402
 
@@ -91,7 +94,7 @@ def transition_plot(cells: pd.DataFrame, fits: list[Transition], out_dir: Path) 
         per = lambda v: n / np.maximum(v, 1e-9)  # noqa: E731 - its own inverse
         top = ax.secondary_xaxis("top", functions=(per, per))
         top.set_xlabel("examples per instruction")
-    inputs = "inputs the rule changes" if unseen == APPLIED else "all inputs"
+    inputs = inputs_words(unseen)
     caption = (
         f"Exact match on unseen (solid; {inputs}) and seen (dashed) instructions vs number of "
         "instructions at each fixed budget N, mean over seeds; bars: 95% intervals where a cell "
@@ -134,7 +137,7 @@ def frontier_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
         return Figure("frontier", None, "No finished trials.")
     # the transition's metric: on inputs the rule changes where the grid has no-ops
     metric = generalization_metric(reference_slice(cells))
-    inputs = "inputs the rule changes" if metric == APPLIED else "all inputs"
+    inputs = inputs_words(metric)
     least = least_examples(cells, targets(cells, metric), metric)
     least = least.dropna(subset=["total_examples"])
     costs = [c for c in ("total_examples", "gpu_hours") if cells[c].notna().any()]
@@ -174,7 +177,7 @@ def long_tail_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
     uniform = cells[(cells["distribution"] == "uniform") & cells["total_examples"].isin(budgets)]
     has_buckets = power["seen_head_exact_match"].notna().any()
     metric = generalization_metric(power)
-    inputs = "inputs the rule changes" if metric == APPLIED else "all inputs"
+    inputs = inputs_words(metric)
     fig, axes = plt.subplots(1, 2 if has_buckets else 1, figsize=(11 if has_buckets else 6, 4),
                              squeeze=False)  # fmt: skip
     ax = axes[0][0]
@@ -252,7 +255,7 @@ def settings_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
     if not settings:
         return Figure("settings", None, "The sweep varies no setting beyond the built-in axes.")
     metric = generalization_metric(reference_slice(cells))
-    inputs = "inputs the rule changes" if metric == APPLIED else "all inputs"
+    inputs = inputs_words(metric)
     fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 4.5), squeeze=False)
     for ax, name in zip(axes[0], settings, strict=True):
         ref = reference_slice(cells, keep=name).dropna(subset=[metric])

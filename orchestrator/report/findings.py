@@ -38,8 +38,13 @@ def _n(x: float) -> str:
     return f"{x:,.0f}" if x >= 10 else f"{x:.3g}"
 
 
+def inputs_words(metric: str) -> str:
+    """Which unseen inputs a generalization metric reads, for labels and sentences."""
+    return "inputs the rule changes" if metric == APPLIED else "all inputs"
+
+
 def _metric_words(metric: str) -> str:
-    return "on inputs the rule changes" if metric == APPLIED else "on all inputs"
+    return f"on {inputs_words(metric)}"
 
 
 def bracket_sentence(b: Bracket, metric: str) -> str:
@@ -212,8 +217,9 @@ def long_tail_robust_from(cells: pd.DataFrame) -> tuple[float, float] | None:
     under every power law tried, budget) — only I whose uniform cell generalizes at all
     (unseen >= NEVER) count; None without such a comparison. Read on inputs the rule changes
     where the grid has no-ops (generalization_metric)."""
-    metric = generalization_metric(cells[cells["distribution"] == "powerlaw"])
-    power = cells[cells["distribution"] == "powerlaw"].dropna(subset=[metric])
+    power = cells[cells["distribution"] == "powerlaw"]
+    metric = generalization_metric(power)
+    power = power.dropna(subset=[metric])
     uniform = cells[cells["distribution"] == "uniform"].dropna(subset=[metric])
     keys = ["n_instructions", "total_examples"]
     paired = power.merge(uniform[[*keys, metric]], on=keys, suffixes=("", "_uniform"))
@@ -268,7 +274,7 @@ def transition_line(cells: pd.DataFrame) -> str | None:
         return None
     per_i = ref.groupby("n_instructions")[[metric, SEEN]].mean()
     lo, hi = per_i.index.min(), per_i.index.max()
-    inputs = "inputs the rule changes" if metric == APPLIED else "all inputs"
+    inputs = inputs_words(metric)
     return (
         f"Transition at a budget of {_n(budget)} examples: unseen-rule exact match on {inputs} "
         f"{per_i.loc[lo, metric]:.2f} with {_n(lo)} instructions, {per_i.loc[hi, metric]:.2f} "
@@ -394,8 +400,9 @@ def headline(
     if coverage:
         out.append(coverage)
     # on inputs the rule changes where the power-law cells have no-ops and record them
-    tail_metric = generalization_metric(cells[cells["distribution"] == "powerlaw"])
-    power = cells[cells["distribution"] == "powerlaw"].dropna(subset=[tail_metric])
+    power = cells[cells["distribution"] == "powerlaw"]
+    tail_metric = generalization_metric(power)
+    power = power.dropna(subset=[tail_metric])
     for n_instr, group in power.groupby("n_instructions"):
         worst = group.loc[group["alpha"].idxmin()]
         uniform = cells[(cells["distribution"] == "uniform") & (cells["n_instructions"] == n_instr)
