@@ -80,9 +80,12 @@ def filesystem(location: str) -> pafs.FileSystem | None:
 @functools.lru_cache(maxsize=8)
 def _s3(endpoint: str, region: str) -> pafs.S3FileSystem:
     """One S3 client per endpoint and region: the tracker reads a checkpoint's files for every
-    trial, and a new client per call would set up the SDK's credential chain each time."""
+    trial, and a new client per call would set up the SDK's credential chain each time.
+    Delayed open lets a small file (a checkpoint's files, the journal) go up in one PUT on
+    close instead of a three-request multipart upload; a write that fails still raises, on
+    close (bench_storage: 28 requests per trial instead of 32)."""
     # no keys passed: each node's SDK finds its own (environment, profile, instance role)
-    return pafs.S3FileSystem(endpoint_override=endpoint, region=region)
+    return pafs.S3FileSystem(endpoint_override=endpoint, region=region, allow_delayed_open=True)
 
 
 def tune_path(location: str) -> tuple[str, pafs.FileSystem | None]:
@@ -137,6 +140,21 @@ def exists(location: str) -> bool:
 def copy_to(local: Path, location: str) -> None:
     fs, path = resolve(location)
     pafs.copy_files(str(local), path, destination_filesystem=fs)
+
+
+def download(location: str, local: Path) -> bool:
+    """Copy one file to `local` in a single open (no existence check first: each check is a
+    round trip to object storage); False, with nothing written, where there is no such file."""
+    fs, path = resolve(location)
+    try:
+        source = fs.open_input_stream(path)
+    except FileNotFoundError:
+        return False
+    local.parent.mkdir(parents=True, exist_ok=True)
+    with source, local.open("wb") as out:
+        while chunk := source.read(1 << 20):
+            out.write(chunk)
+    return True
 
 
 def copy_from(location: str, local: Path) -> None:

@@ -234,12 +234,13 @@ class Tracker:
     def _log_artifact(self, mlf, run: TrialRun, record: dict[str, Any]) -> None:
         """Copied from where the trial left it (on replay: logged again, the same file)."""
         source = storage.join(record["source"], record["name"])
-        if not storage.exists(source):  # a checkpoint written before the file was
-            logger.warning("%s not found; run %s gets no %s", source, run.run_id, record["path"])
-            return
         with tempfile.TemporaryDirectory(prefix="divsweep-artifact-") as scratch:
             local = Path(scratch) / record["name"]
-            storage.copy_from(source, local)
+            if not storage.download(source, local):  # a checkpoint written before the file was
+                logger.warning(
+                    "%s not found; run %s gets no %s", source, run.run_id, record["path"]
+                )
+                return
             tracking.retrying(mlf.log_artifact, run.run_id, str(local), record["path"])
 
     def _log(self, mlf, run: TrialRun, record: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from divsweep.orchestrator.tracker import (
     JOURNAL_FILE,
     Journal,
     Tracker,
+    artifact_record,
     log_record,
     open_record,
     status_record,
@@ -55,6 +56,29 @@ def test_records_reach_mlflow_in_order(tmp_path: Path, tracking_uri: str) -> Non
     history = mlf.get_metric_history(run.info.run_id, "train/loss")
     assert sorted((m.step, m.value) for m in history) == [(4, 2.0), (8, 1.0)]
     assert Journal(tmp_path / JOURNAL_FILE).unapplied() == []
+
+
+def test_artifacts_are_copied_from_the_trials_folder_and_a_missing_one_is_named(
+    tmp_path: Path, tracking_uri: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    mlf, exp_id, parent = sweep_parent(tracking_uri)
+    tracker = Tracker(tracking_uri, exp_id, parent, tmp_path / JOURNAL_FILE, new_sweep=True)
+    checkpoint = tmp_path / "checkpoint_000000"
+    checkpoint.mkdir()
+    (checkpoint / "predictions.parquet").write_bytes(b"PAR1 rows")
+    tracker.submit(open_record("k1", {}, {tracking.SWEEP: "tracked"}))
+    tracker.submit(artifact_record("k1", str(checkpoint), "predictions.parquet", "predictions"))
+    tracker.submit(artifact_record("k1", str(checkpoint), "gone.parquet", "predictions"))
+    tracker.submit(log_record("k1", evaluation(1, 1.0), last=True, tags={}))
+    assert tracker.drain() == (0, None)
+    tracker.close()
+
+    (run,) = mlf.search_runs([exp_id], filter_string=f"tags.`{tracking.PARENT}` = '{parent}'")
+    logged = mlf.download_artifacts(run.info.run_id, "predictions", str(tmp_path / "got"))
+    assert sorted(p.name for p in Path(logged).iterdir()) == ["predictions.parquet"]
+    assert (Path(logged) / "predictions.parquet").read_bytes() == b"PAR1 rows"
+    assert run.info.status == "FINISHED"
+    assert f"{checkpoint / 'gone.parquet'} not found" in caplog.text
 
 
 def test_next_tracker_sends_what_a_killed_one_left(tmp_path: Path, tracking_uri: str) -> None:

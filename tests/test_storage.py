@@ -33,6 +33,7 @@ def test_custom_endpoint_gives_tune_a_keyless_filesystem(monkeypatch) -> None:
     state = fs.__reduce__()[1][0]  # what Tune ships to every worker
     assert state["endpoint_override"] == "http://127.0.0.1:9"
     assert state["access_key"] is None and state["secret_key"] is None
+    assert state["allow_delayed_open"]  # small files go up in one PUT
     assert storage.tune_path("/local/p") == ("/local/p", None)
 
 
@@ -53,6 +54,10 @@ def test_files_round_trip_and_find_newest_first(where: str, tmp_path: Path, requ
     assert storage.read_text(found[0]) == "new"
     assert storage.exists(found[1]) and not storage.exists(storage.join(root, "c-3", "sweep.json"))
     assert storage.size(storage.join(root, "missing")) == -1
+    assert storage.download(found[0], tmp_path / "got" / "sweep.json")
+    assert (tmp_path / "got" / "sweep.json").read_text() == "new"
+    assert not storage.download(storage.join(root, "missing"), tmp_path / "none")
+    assert not (tmp_path / "none").exists()
 
 
 def test_mirror_copies_changes_and_resume_fetches_the_longer_journal(
