@@ -3,7 +3,10 @@
 `python -m benchmarks bench_storage`. (1) The 100 short trials of bench_orchestration run by
 `divsweep.run` with `storage_path` on a local S3-protocol server (moto, 127.0.0.1: every
 checkpoint, Tune's experiment state, sweep.json and the journal mirror go over S3 HTTP) and
-with local storage, in the order l s s l, on one local Ray; the best of each counts.
+with local storage, in the order l s s l, on one local Ray; the best of each counts. Beside
+the ratio, the two figures that travel to other machines: requests per trial the S3 server
+answered, and its CPU seconds per trial (on this 2-core machine moto's CPU competes with the
+trials for the same cores; a real S3 endpoint costs the nodes none).
 (2) The preflight on a two-node Ray (ray.cluster_utils: a 0-CPU head and a worker node on this
 machine): its first call (each node starts a worker for the probe) and the median of five
 later ones. One local Ray has no preflight: the driver's own write proves it.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -21,6 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import ray
 
 import divsweep
@@ -34,6 +39,16 @@ S3_ENV = {
     "AWS_SECRET_ACCESS_KEY": "bench",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+# one access-log line per request moto answered (werkzeug's format: "METHOD /path HTTP/1.1")
+REQUEST_LINE = re.compile(rb'"(?:GET|PUT|HEAD|POST|DELETE) /')
+
+
+def server_load(server: subprocess.Popen, log: Path) -> tuple[int, float]:
+    """Requests answered and CPU seconds spent by the S3 server so far."""
+    cpu = psutil.Process(server.pid).cpu_times()
+    return len(REQUEST_LINE.findall(log.read_bytes())), cpu.user + cpu.system
 
 
 def start_s3(port: int, log: Path) -> subprocess.Popen:
@@ -73,11 +88,13 @@ def sweep_time(spec, uri: str) -> float:
     return elapsed
 
 
-def s3_vs_local(root: Path) -> tuple[float, float]:
+def s3_vs_local(root: Path) -> dict[str, float]:
+    """Best sweep time on each side, and the S3 server's requests and CPU per S3 trial."""
     from pyarrow import fs
 
     port = free_port()
-    server = start_s3(port, root / "s3.log")
+    log = root / "s3.log"
+    server = start_s3(port, log)
     endpoint = f"http://127.0.0.1:{port}"
     os.environ.update({**S3_ENV, "AWS_ENDPOINT_URL": endpoint})  # before Ray: workers inherit
     try:
@@ -92,8 +109,14 @@ def s3_vs_local(root: Path) -> tuple[float, float]:
         try:
             uri = f"sqlite:///{root / 'mlflow.db'}"
             times: dict[str, list[float]] = {"l": [], "s": []}
+            requests, cpu_s = 0, 0.0
             for side in "lssl":
+                before = server_load(server, log)
                 times[side].append(sweep_time(local if side == "l" else remote, uri))
+                after = server_load(server, log)
+                if side == "s":
+                    requests += after[0] - before[0]
+                    cpu_s += after[1] - before[1]
             print("local storage runs (s):", " ".join(f"{t:.2f}" for t in times["l"]))
             print("S3 storage runs (s):   ", " ".join(f"{t:.2f}" for t in times["s"]))
         finally:
@@ -101,7 +124,13 @@ def s3_vs_local(root: Path) -> tuple[float, float]:
     finally:
         server.kill()
         server.wait()
-    return min(times["s"]), min(times["l"])
+    s3_trials = 2 * N_TRIALS
+    return {
+        "s3": min(times["s"]),
+        "local": min(times["l"]),
+        "requests_per_trial": requests / s3_trials,
+        "server_cpu_s_per_trial": cpu_s / s3_trials,
+    }
 
 
 def preflight_times(root: Path) -> tuple[float, float]:
@@ -128,14 +157,17 @@ def main() -> None:
     logging.getLogger("ray").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="bench-storage-") as tmp:
         root = Path(tmp)
-        s3, local = s3_vs_local(root)
+        sides = s3_vs_local(root)
         first, later = preflight_times(root)
+    s3, local = sides["s3"], sides["local"]
     record(
         "storage",
         {
             "storage.s3_over_local": (s3 / local, "<= 1.3"),
             "storage.s3_sweep_s_per_trial": (s3 / N_TRIALS, ""),
             "storage.local_sweep_s_per_trial": (local / N_TRIALS, ""),
+            "storage.s3_requests_per_trial": (sides["requests_per_trial"], ""),
+            "storage.s3_server_cpu_s_per_trial": (sides["server_cpu_s_per_trial"], ""),
             "storage.preflight_first_s": (first, ""),
             "storage.preflight_s": (later, ""),
         },
