@@ -110,7 +110,9 @@ def packed_tokens_per_s(cfg: TrialConfig, n: int, cache: Path, accelerator: str)
         tmp = Path(tmp)
         (tmp / "trial.json").write_text(cfg.model_dump_json())
         signal = tmp / "start"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+        # this process's path first (an installed divsweep before the checkout's package-root
+        # folder), the checkout last for `benchmarks`
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([*sys.path, str(ROOT)])}
         procs = [
             subprocess.Popen(
                 [

@@ -86,6 +86,15 @@ def test_loss_decreases(overfit: Recorder) -> None:
     assert losses[1] < losses[0]
 
 
+def test_bf16_autocast_with_gradient_clipping_trains(cache: Path, tmp_path: Path) -> None:
+    """What a GPU trial gets by default (bf16-mixed, grad_clip 1.0), here on the CPU's autocast:
+    the optimizer must be one Lightning can clip for under mixed precision."""
+    cfg = trial(max_steps=4, eval_every=4, precision="bf16-mixed")
+    assert cfg.train.grad_clip
+    final = fit(cfg, build(cfg.data, cfg.eval, cache), report=Recorder(), workdir=tmp_path)
+    assert final["step"] == 4 and math.isfinite(final["train/loss"])
+
+
 def test_metric_names_ranges_and_checkpoints(cache: Path, tmp_path: Path) -> None:
     data = {
         "task": TASK,

@@ -60,8 +60,9 @@ class TrialModule(pl.LightningModule):
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": train.weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
-        fused = self.device.type == "cuda"
-        optimizer = torch.optim.AdamW(groups, lr=train.lr, betas=(0.9, 0.95), fused=fused)
+        # not fused: Lightning refuses to clip gradients (`train.grad_clip`) for an optimizer that
+        # unscales inside its own step under mixed precision, as fused AdamW does on a GPU
+        optimizer = torch.optim.AdamW(groups, lr=train.lr, betas=(0.9, 0.95))
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
             lambda s: lr_multiplier(s, train.warmup_steps, self.total_steps, train.schedule),
