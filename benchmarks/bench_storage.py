@@ -41,8 +41,9 @@ S3_ENV = {
 }
 
 
-# one access-log line per request moto answered (werkzeug's format: "METHOD /path HTTP/1.1")
-REQUEST_LINE = re.compile(rb'"(?:GET|PUT|HEAD|POST|DELETE) /')
+# one access-log line per request moto answered (werkzeug's format: "METHOD /path HTTP/1.1",
+# with terminal colour codes before METHOD on answers other than 200, such as a 404 or 206)
+REQUEST_LINE = re.compile(rb'"(?:\x1b\[[0-9;]*m)*(?:GET|PUT|HEAD|POST|DELETE) /')
 
 
 def server_load(server: subprocess.Popen, log: Path) -> tuple[int, float]:
