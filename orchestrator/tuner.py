@@ -215,20 +215,14 @@ class TrackingCallback(tune.Callback):
         status = "finished" if ended or not self.early_stopping else "stopped"
         key = _key(trial)
         if trial.checkpoint is not None:  # its last evaluation's per-example predictions
-            source = _location(trial.checkpoint)
+            checkpoint = trial.checkpoint
+            source = storage_uri.location_of(checkpoint.filesystem, checkpoint.path)
             record = artifact_record(key, source, predictions.FILE, predictions.ARTIFACT_DIR)
             self.tracker.submit(record)
         self.tracker.submit(status_record(key, status, unless=("finished", "stopped")))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.tracker.submit(status_record(_key(trial), "failed", unless=("failed",)))
-
-
-def _location(checkpoint: tune.Checkpoint) -> str:
-    """A checkpoint's folder as a storage location (orchestrator/storage.py): its path, with
-    the scheme of an object store's filesystem put back."""
-    scheme = {"s3": "s3://", "gcs": "gs://"}.get(checkpoint.filesystem.type_name, "")
-    return scheme + checkpoint.path
 
 
 def _key(trial) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 from pathlib import Path
 
 import pytest
+from pyarrow import fs as pafs
 
 from divsweep.orchestrator import storage
 
@@ -30,11 +32,23 @@ def test_custom_endpoint_gives_tune_a_keyless_filesystem(monkeypatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-to-be-pickled")
     path, fs = storage.tune_path("s3://b/p")
     assert path == "b/p" and fs is not None
-    state = fs.__reduce__()[1][0]  # what Tune ships to every worker
-    assert state["endpoint_override"] == "http://127.0.0.1:9"
-    assert state["access_key"] is None and state["secret_key"] is None
-    assert state["allow_delayed_open"]  # small files go up in one PUT
+    shipped = pickle.dumps(fs)  # what Tune ships to every worker
+    assert b"127.0.0.1:9" in shipped and b"not-to-be-pickled" not in shipped
+    # unpickled in a process that has the client, it is that client: no new SDK client
+    assert pickle.loads(shipped).handler.s3 is fs.handler.s3
+    assert fs.handler.s3.__reduce__()[1][0]["allow_delayed_open"]  # small files: one PUT
     assert storage.tune_path("/local/p") == ("/local/p", None)
+
+
+def test_s3_folders_are_implicit_and_locations_keep_their_scheme(s3_bucket: str) -> None:
+    fs, path = storage.resolve(storage.join(s3_bucket, "a"))
+    fs.create_dir(f"{path}/b/c")  # writes no marker object...
+    assert fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)) == []
+    storage.write_text(storage.join(s3_bucket, "a", "b", "c", "f.txt"), "x")
+    # ...and the folders are there while a file under them is
+    assert fs.get_file_info(f"{path}/b/c").type == pafs.FileType.Directory
+    assert storage.location_of(fs, f"{path}/b/c") == storage.join(s3_bucket, "a", "b", "c")
+    assert storage.location_of(pafs.LocalFileSystem(), "/tmp/x") == "/tmp/x"
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])

@@ -25,6 +25,8 @@ from test_drills_driver_kill import (
 )
 from test_orchestrator_spec import tiny_spec
 
+from divsweep.trainer import predictions
+
 DIVSWEEP = str(Path(sys.executable).with_name("divsweep"))
 STEPS = [50, 100, 150, 200]
 
@@ -65,8 +67,12 @@ def test_s3_sweep_keeps_its_state_in_the_bucket(
     runs = trial_runs(uri, "s3-sweep")
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     # no credential lands in what MLflow keeps
+    client = MlflowClient(uri)
     for run in runs:
         assert S3_ENV["AWS_SECRET_ACCESS_KEY"] not in str(run.data.params | run.data.tags)
+        # each trial's predictions came from its last checkpoint in the bucket
+        logged = client.list_artifacts(run.info.run_id, predictions.ARTIFACT_DIR)
+        assert [Path(a.path).name for a in logged] == [predictions.FILE]
     # from another folder, the storage alone finds the sweep's MLflow store
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
