@@ -58,6 +58,10 @@ def _quiet_mlflow() -> None:
 def main() -> None:
     _register()
     _quiet_mlflow()
+    # a spec's class_path is imported as `python -m` would, from the current folder (a local
+    # Ray's workers get it too: Ray adds the driver's folder to their path)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         # standalone_mode=False: click hands a typer.Exit back as its code instead of exiting
         code = app(standalone_mode=False)

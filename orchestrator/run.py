@@ -69,7 +69,6 @@ def run(
     """Run a sweep (a spec file or a loaded `SweepSpec`) on local Ray or the cluster at
     `address`; every trial is an MLflow run under the sweep's parent run. Returns the sweep;
     after Ctrl-C `.interrupted` is set, and `resume(name)` goes on from there."""
-    from divsweep.datasets import build_all
     from divsweep.orchestrator.search import make_searcher
 
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
@@ -80,7 +79,7 @@ def run(
     # every grid point's dataset once, before any trial: workers then only attach (or build
     # on a node that lacks the file, or a point a search adds), and a data problem fails the
     # sweep before Ray starts
-    build_all(spec.data_configs(), cache_dir=spec.cache_dir, progress=progress)
+    build_sweep_data(spec, progress)
 
     # Ray, and every node's view of the storage, before the parent run exists: a sweep that
     # cannot start leaves no RUNNING run behind
@@ -108,6 +107,18 @@ def run(
         sweep.save()
         with _tracker(sweep, new_sweep=True) as sweep_tracker:
             return _fit(sweep, spec, sweep_tracker, progress, restore=False)
+
+
+def build_sweep_data(spec: SweepSpec, progress: bool) -> None:
+    """Every grid point's datasets, once: the built-in study's generated sets, or a user
+    study's sets drawn from its grouped table."""
+    from divsweep.datasets import build_all, grouped
+
+    if not spec.user_study:
+        build_all(spec.data_configs(), cache_dir=spec.cache_dir, progress=progress)
+        return
+    for data in spec.grouped_configs():
+        grouped.build(data, cache_dir=spec.cache_dir)
 
 
 def resume(
@@ -141,6 +152,7 @@ def _fit(sweep: Sweep, spec: SweepSpec, sweep_tracker: Tracker, progress: bool, 
         Driver,
         ProgressCallback,
         ProgressDisplay,
+        SpecProblemStop,
         TrackingCallback,
         attach,
         make_tuner,
@@ -161,15 +173,21 @@ def _fit(sweep: Sweep, spec: SweepSpec, sweep_tracker: Tracker, progress: bool, 
             TrackingCallback(sweep.directory, sweep.name, early_stopping),
             ProgressCallback(sweep.directory),
         ]
-        context = {"cache_dir": None if spec.cache_dir is None else str(spec.cache_dir)}
-        tuner = make_tuner(spec, context, folder, TUNE_DIR, callbacks)
-    with (
-        attach(sweep.directory, Driver(sweep_tracker, display)),
-        display or contextlib.nullcontext(),
-    ):
+        context = {
+            "cache_dir": None if spec.cache_dir is None else str(spec.cache_dir),
+            # a user's module is checked for it at its first report
+            "selection_metric": spec.selection.metric,
+        }
+        stopper = SpecProblemStop(sweep.directory)
+        tuner = make_tuner(spec, context, folder, TUNE_DIR, callbacks, stopper)
+    driver = Driver(sweep_tracker, display)
+    with attach(sweep.directory, driver), display or contextlib.nullcontext():
         grid = tuner.fit()
     # what the trials logged is in MLflow before the sweep says it ended
     _drain(sweep_tracker, sweep)
+    if driver.problem is not None:  # the spec's mistake, found by a trial: bad input
+        # (_failing marks the parent run FAILED)
+        raise UserError(f"sweep {sweep.name} stopped: {driver.problem}")
     tracking.retrying(mlf.set_tag, sweep.parent_run_id, tracking.N_TRIALS, str(len(grid)))
     if _cut_off(grid, spec, storage.join(folder, TUNE_DIR)):
         return _interrupted(mlf, sweep)

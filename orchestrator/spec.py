@@ -28,6 +28,7 @@ cache_dir: null                           # $DIVSWEEP_CACHE or .divsweep/cache
 
 from __future__ import annotations
 
+import copy
 import itertools
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -39,9 +40,12 @@ from divsweep.config import FrozenConfig, read_yaml
 from divsweep.datasets.config import DataConfig, EvalConfig, check_eval_fits, validation_size
 from divsweep.errors import SpecError
 from divsweep.orchestrator import storage
-from divsweep.trainer.config import TrialConfig
+from divsweep.trainer.config import TrialConfig, parse_trial_config
+from divsweep.trainer.plugin import ClassSpec
+from divsweep.trainer.user_trial import UserTrialConfig, is_user_trial
 
-# what the trainer reports at every evaluation (docs/architecture.md, "Metric names")
+# what the built-in study's trainer reports at every evaluation (docs/architecture.md, "Metric
+# names"); a user's module reports whatever it logs
 METRICS = (
     "unseen_val/exact_match",
     "unseen_val_applied/exact_match",
@@ -81,6 +85,10 @@ MOVED = {
     "search.samples": "search.num_samples",
 }
 Point = dict[str, Any]  # axis path -> value
+# the template's sections of each kind of trial
+BUILTIN_SECTIONS = ("data", "eval", "model", "train")
+USER_SECTIONS = ("model", "datamodule", "trainer")
+SECTIONS = ("data", "eval", "model", "train", "datamodule", "trainer")
 
 
 class Search(FrozenConfig):
@@ -106,9 +114,18 @@ class Search(FrozenConfig):
 
 class Selection(FrozenConfig):
     """The one metric the scheduler and the searches optimise: by default exact match on the
-    held-out validation rules, so the test rules the report headlines never steer the sweep."""
+    held-out validation rules, so the test rules the report headlines never steer the sweep.
+    A user's module may be selected on any metric it logs (checked at its first report)."""
 
-    metric: Literal[METRICS] = "unseen_val/exact_match"
+    metric: str = Field("unseen_val/exact_match", min_length=1)
+    mode: Literal["max", "min"] = "max"
+
+
+class Headline(FrozenConfig):
+    """The metric the report puts first (against every axis, on the frontier). Built-in study:
+    exact match on the held-out test rules; a user's study: its selection metric unless set."""
+
+    metric: str = Field(min_length=1)
     mode: Literal["max", "min"] = "max"
 
 
@@ -141,15 +158,20 @@ class SweepSpec(FrozenConfig):
     _root: ClassVar[str] = "sweep"
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-    # the trial template (TrialConfig's sections); validated point by point in parse_spec
+    # the trial template, validated point by point in parse_spec: the built-in study's
+    # sections (TrialConfig: data, eval, model, train), or a user trial's (UserTrialConfig:
+    # model and datamodule by class_path, trainer, data) when the model names a class_path
     data: Section = {}
     eval: Section = {}
     model: Section = {}
     train: Section = {}
+    datamodule: Section = {}
+    trainer: Section = {}
     seed: int = Field(default=0, ge=0)
     axes: dict[str, Any] = {}
     search: Search = Search()
     selection: Selection = Selection()
+    headline: Headline | None = None
     scheduler: Scheduler = Scheduler()
     resources: Resources = Resources()
     max_concurrent_trials: int | None = Field(default=None, ge=1)
@@ -185,6 +207,19 @@ class SweepSpec(FrozenConfig):
         return self.tracking.experiment or self.name
 
     @property
+    def user_study(self) -> bool:
+        """Whether the trials are the user's own LightningModule (model by class_path)."""
+        return is_user_trial({"model": self.model})
+
+    @property
+    def headline_metric(self) -> Headline:
+        if self.headline is not None:
+            return self.headline
+        if self.user_study:
+            return Headline(metric=self.selection.metric, mode=self.selection.mode)
+        return Headline(metric="unseen/exact_match", mode="max")
+
+    @property
     def grid_axes(self) -> dict[str, list]:
         return {p: v for p, v in self.axes.items() if isinstance(v, list)}
 
@@ -198,35 +233,34 @@ class SweepSpec(FrozenConfig):
         products = itertools.product(*self.grid_axes.values())
         return [dict(zip(paths, values, strict=True)) for values in products]
 
-    def resolve(self, point: Point) -> TrialConfig:
+    def resolve(self, point: Point) -> TrialConfig | UserTrialConfig:
         """The trial config at `point`; an invalid one is a SpecError naming the path and the
         point."""
         raw = self._raw(point)
         try:
-            return TrialConfig.parse(raw, "sweep")
+            return parse_trial_config(raw, "sweep")
         except SpecError as err:
             message = str(err)
             for path in point:  # a value the axes set is named where the user wrote it
                 message = message.replace(f"sweep.{path}:", f"sweep.axes.{path}:")
             shown = ", ".join(f"{p}={v!r}" for p, v in point.items())
-            raise SpecError(f"{message} (at {shown})") from None
+            raise SpecError(f"{message} (at {shown})" if point else message) from None
 
     def _raw(self, point: Point) -> dict:
-        raw: dict = {
-            "data": dict(self.data),
-            "eval": dict(self.eval),
-            "model": dict(self.model),
-            "train": dict(self.train),
-            "seed": self.seed,
-        }
+        # the kind's own sections, and any other that is set, which its trial config rejects
+        kind = USER_SECTIONS if self.user_study else BUILTIN_SECTIONS
+        names = [name for name in SECTIONS if name in kind or getattr(self, name)]
+        raw: dict = {name: copy.deepcopy(getattr(self, name)) for name in names}
+        raw["seed"] = self.seed
         for path, value in point.items():
             for sub_path, sub_value in expand(path, value).items():
                 _set(raw, sub_path, sub_value)
         # one seed draws the trial's data and its initialisation unless data.seed is its own
-        raw["data"].setdefault("seed", raw["seed"])
+        if "data" in raw:
+            raw["data"].setdefault("seed", raw["seed"])
         return raw
 
-    def trials(self) -> list[TrialConfig]:
+    def trials(self) -> list[TrialConfig | UserTrialConfig]:
         """The resolved trial configs of the grid (with each distribution at its low end)."""
         low = {p: _distribution_values(p, d)[0] for p, d in self.sampled_axes.items()}
         return [self.resolve({**point, **low}) for point in self.grid()]
@@ -235,6 +269,11 @@ class SweepSpec(FrozenConfig):
         """The distinct (data, eval) pairs the sweep can build before it starts: those of
         every grid point (axes over data that only a search reaches are built by workers)."""
         return list(dict.fromkeys((t.data, t.eval) for t in self.trials()))
+
+    def grouped_configs(self) -> list:
+        """A user study's distinct grouped data configs of every grid point (none without a
+        data section)."""
+        return list(dict.fromkeys(t.data for t in self.trials() if t.data is not None))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -287,25 +326,23 @@ def _distribution_values(path: str, dist: Any) -> list:
     return [low, high - 1 if name in ("randint", "lograndint") else high]
 
 
-def check_path(path: str) -> None:
-    """An axis must name a setting of the trial config (or one of the sugar paths)."""
+def check_path(path: str, model: type[BaseModel] = TrialConfig) -> None:
+    """An axis must name a setting of the trial config `model` (or one of the sugar paths).
+    Below a class's `init_args` any name passes here: the class's signature checks it as
+    the points resolve."""
     if path in (SEED, DISTRIBUTION):
         return
-    model: type[BaseModel] = TrialConfig
     parts = path.split(".")
     for i, part in enumerate(parts):
+        if model is ClassSpec and i and parts[i - 1] == "init_args":
+            return
         fields = model.model_fields
         if part not in fields:
             where = ".".join(parts[:i]) or "the trial"
             known = ", ".join(fields)
             raise SpecError(f"sweep.axes.{path}: unknown setting; {where} has: {known}")
         field = fields[part]
-        annotation = field.annotation
-        section = (
-            annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
-            else None
-        )
+        section = _section(field.annotation)
         is_section = section is not None or isinstance(field.default, BaseModel)
         if i == len(parts) - 1:
             if is_section:
@@ -313,12 +350,22 @@ def check_path(path: str) -> None:
                     f"sweep.axes.{path}: a section, not a setting; name one of its fields"
                 )
             return
-        if not is_section:
+        if not is_section and not (model is ClassSpec and part == "init_args"):
             raise SpecError(f"sweep.axes.{path}: {'.'.join(parts[: i + 1])} is not a section")
+        if model is ClassSpec:
+            continue
         if section is None or section.__subclasses__():
             # its fields depend on its value (a task's family): checked as points resolve
             return
         model = section
+
+
+def _section(annotation: Any) -> type[BaseModel] | None:
+    """The config class of a field (`X` or `X | None`), if it is a section."""
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def _check_moved(raw: dict) -> None:
@@ -334,7 +381,7 @@ def _check_moved(raw: dict) -> None:
 
 def _check_template(spec: SweepSpec) -> None:
     # a list in the template is an old-style grid axis: say where axes go now
-    for section in ("data", "eval", "model", "train"):
+    for section in SECTIONS:
         for key, value in getattr(spec, section).items():
             path = f"{section}.{key}"
             if isinstance(value, list):
@@ -350,8 +397,9 @@ def parse_spec(raw: Any, root: str = "sweep") -> SweepSpec:
     _check_moved(raw)
     spec = SweepSpec.parse(raw, root)
     _check_template(spec)
+    trial_class = UserTrialConfig if spec.user_study else TrialConfig
     for path, values in spec.axes.items():
-        check_path(path)
+        check_path(path, trial_class)
         if isinstance(values, list) and not values:
             raise SpecError(f"sweep.axes.{path}: an axis needs at least one value")
         if not isinstance(values, list):
@@ -363,6 +411,20 @@ def parse_spec(raw: Any, root: str = "sweep") -> SweepSpec:
     for path, dist in spec.sampled_axes.items():
         for value in _distribution_values(path, dist)[1:]:  # the first is in `trials`
             spec.resolve({**spec.grid()[0], path: value})
+    if not spec.user_study:
+        _check_builtin(spec, trials, root)
+    return spec
+
+
+def _check_builtin(spec: SweepSpec, trials: list[TrialConfig], root: str) -> None:
+    """What the built-in study's trials need of the spec: eval sets that fit the task's held-out
+    pool, and a selection metric the trainer reports."""
+    for name, chosen in (("selection", spec.selection), ("headline", spec.headline)):
+        if chosen is not None and chosen.metric not in METRICS:
+            raise SpecError(
+                f"{root}.{name}.metric: the built-in trainer reports {', '.join(METRICS)}; "
+                f"got {chosen.metric!r}"
+            )
     try:
         for task, eval_cfg in dict.fromkeys((t.data.task, t.eval) for t in trials):
             check_eval_fits(task, eval_cfg)
@@ -377,7 +439,6 @@ def parse_spec(raw: Any, root: str = "sweep") -> SweepSpec:
             "eval.unseen_instructions (or set eval.validation_instructions), or select on "
             "another metric"
         )
-    return spec
 
 
 def _check_search(spec: SweepSpec) -> None:

@@ -31,7 +31,9 @@ from divsweep.orchestrator.tracker import (
     status_record,
 )
 from divsweep.trainer import predictions
-from divsweep.trainer.config import TrialConfig, flat_params, trial_key
+from divsweep.trainer.callback import MetricNotLogged
+from divsweep.trainer.config import flat_params, parse_trial_config, trial_key
+from divsweep.trainer.user_trial import is_user_trial
 from divsweep.workers.trial import DATASETS, SYSTEM, TRACKING, run_trial
 
 TIME_ATTR = "step"
@@ -55,7 +57,7 @@ def scheduler(spec: SweepSpec) -> TrialScheduler:
 
 
 def _max_steps(spec: SweepSpec) -> int | None:
-    steps = [t.train.max_steps for t in spec.trials()]
+    steps = [t.total_steps if spec.user_study else t.train.max_steps for t in spec.trials()]
     return None if None in steps else max(steps)
 
 
@@ -73,6 +75,7 @@ def make_tuner(
     storage: Path,
     name: str,
     callbacks: list[tune.Callback],
+    stopper: tune.Stopper | None = None,
     function=None,
 ) -> tune.Tuner:
     """One Tuner for the whole sweep: its searcher (orchestrator/search.py) hands Tune every
@@ -91,12 +94,16 @@ def make_tuner(
             # a fresh actor per trial costs ~1 s (measured); reuse keeps imports and data
             reuse_actors=True,
         ),
-        run_config=run_config(spec, storage, name, callbacks),
+        run_config=run_config(spec, storage, name, callbacks, stopper),
     )
 
 
 def run_config(
-    spec: SweepSpec, storage: str | Path, name: str, callbacks: list[tune.Callback]
+    spec: SweepSpec,
+    storage: str | Path,
+    name: str,
+    callbacks: list[tune.Callback],
+    stopper: tune.Stopper | None = None,
 ) -> tune.RunConfig:
     # a path, or s3:// / gs:// (with a filesystem of our own where an endpoint is configured)
     storage_path, storage_filesystem = storage_uri.tune_path(str(storage))
@@ -107,6 +114,7 @@ def run_config(
         failure_config=tune.FailureConfig(max_failures=spec.retries),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
         callbacks=callbacks,
+        stop=stopper,
         verbose=0,
     )
 
@@ -131,6 +139,9 @@ class Driver:
 
     tracker: Tracker
     progress: ProgressDisplay | None = None
+    # a mistake in the spec that only a trial could find (a selection metric its module never
+    # logs): the sweep stops (`SpecProblemStop`) and the driver reports it as bad input
+    problem: str | None = None
 
 
 _DRIVERS: dict[str, Driver] = {}  # sweep key (its folder) -> this process's live objects
@@ -184,11 +195,12 @@ class TrackingCallback(tune.Callback):
         self.__init__(state["key"], state["sweep_name"], state["early"])
 
     def setup(self, **info) -> None:
-        self.tracker = _driver(self.key).tracker
+        self.driver = _driver(self.key)
+        self.tracker = self.driver.tracker
         self.placements.clear()  # this driver has tagged nothing yet
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        cfg = TrialConfig.model_validate(trial.config["trial"])
+        cfg = parse_trial_config(trial.config["trial"])
         key = trial_key(cfg)
         self.placements.pop(key, None)  # a retry may land elsewhere: tag it again
         record = open_record(key, flat_params(cfg), {tracking.SWEEP: self.sweep_name})
@@ -214,7 +226,8 @@ class TrackingCallback(tune.Callback):
         # its end (Tune's saved last result predates it); with it, it was stopped.
         status = "finished" if ended or not self.early_stopping else "stopped"
         key = _key(trial)
-        if trial.checkpoint is not None:  # its last evaluation's per-example predictions
+        # the built-in study's last evaluation's per-example predictions
+        if trial.checkpoint is not None and not is_user_trial(trial.config["trial"]):
             checkpoint = trial.checkpoint
             source = storage_uri.location_of(checkpoint.filesystem, checkpoint.path)
             record = artifact_record(key, source, predictions.FILE, predictions.ARTIFACT_DIR)
@@ -222,11 +235,36 @@ class TrackingCallback(tune.Callback):
         self.tracker.submit(status_record(key, status, unless=("finished", "stopped")))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._note_problem(trial)
         self.tracker.submit(status_record(_key(trial), "failed", unless=("failed",)))
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self._note_problem(trial)  # a retry would only fail the same way
+
+    def _note_problem(self, trial) -> None:
+        error = trial.get_pickled_error()
+        cause = getattr(error, "cause", error)  # Tune wraps what the trial raised
+        if isinstance(cause, MetricNotLogged) and self.driver.problem is None:
+            self.driver.problem = str(cause)
+
+
+class SpecProblemStop(tune.Stopper):
+    """Stops every trial once a trial has found a mistake in the spec (`Driver.problem`).
+    Pickles with the sweep's key only, like the callbacks."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        driver = _DRIVERS.get(self.key)
+        return driver is not None and driver.problem is not None
 
 
 def _key(trial) -> str:
-    return trial_key(TrialConfig.model_validate(trial.config["trial"]))
+    return trial_key(parse_trial_config(trial.config["trial"]))
 
 
 def _ran_to_end(result: dict) -> bool:

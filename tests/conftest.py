@@ -19,6 +19,12 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+# The worked example's package (examples/own_model) is importable here (pyproject's pytest
+# pythonpath) and in every Ray worker the tests start, as a user's installed package would be.
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "own_model"
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(EXAMPLE), os.environ.get("PYTHONPATH")])
+)
 
 
 def free_port() -> int:

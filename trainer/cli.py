@@ -16,7 +16,11 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    config: Path = typer.Argument(..., help="trial YAML (data, eval, model, train, seed)"),
+    config: Path = typer.Argument(
+        ...,
+        help="trial YAML: the built-in study's (data, eval, model, train, seed) or your own "
+        "LightningModule's (model, datamodule, trainer, data, seed)",
+    ),
     tracking_uri: str | None = typer.Option(
         None, "--tracking-uri", help="MLflow tracking URI; nothing is logged without one"
     ),
@@ -27,16 +31,13 @@ def train(
 ) -> None:
     """Train and evaluate one trial, print its metrics, optionally log them to MLflow."""
     # Heavy imports here, not at module level: `divsweep --help` must stay fast.
-    from divsweep.datasets import build
     from divsweep.trainer.config import load_trial_config, trial_key
-    from divsweep.trainer.fit import fit
 
     cfg = load_trial_config(config)
     key = trial_key(cfg)
     tracker = MlflowTrial(tracking_uri, experiment, cfg, key) if tracking_uri else None
     try:
-        data = build(cfg.data, cfg.eval)
-        metrics = fit(cfg, data, workdir=workdir / key, report=tracker.log if tracker else None)
+        metrics = _fit(cfg, workdir / key, tracker.log if tracker else None)
     except BaseException:
         if tracker:
             tracker.end("failed")
@@ -44,6 +45,25 @@ def train(
     if tracker:
         tracker.end("finished")
     print_metrics(metrics, key)
+
+
+def _fit(cfg, workdir: Path, report) -> dict[str, float]:
+    """One trial of either kind, as a sweep's worker trains it (without Ray)."""
+    from divsweep.trainer.user_trial import UserTrialConfig
+
+    if isinstance(cfg, UserTrialConfig):
+        from divsweep.datasets import grouped
+        from divsweep.trainer.callback import ReportEachValidation
+        from divsweep.trainer.config import trial_key
+        from divsweep.trainer.user_fit import fit_user_trial
+
+        data = None if cfg.data is None else grouped.build(cfg.data)
+        callback = ReportEachValidation(workdir, report, trial_key(cfg), selection=None)
+        return fit_user_trial(cfg, callback, data=data)
+    from divsweep.datasets import build
+    from divsweep.trainer.fit import fit
+
+    return fit(cfg, build(cfg.data, cfg.eval), workdir=workdir, report=report)
 
 
 class MlflowTrial:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from divsweep.config import FrozenConfig, read_yaml
 from divsweep.datasets.config import DataConfig, EvalConfig
+
+if TYPE_CHECKING:
+    from divsweep.trainer.user_trial import UserTrialConfig
 
 
 class ModelConfig(FrozenConfig):
@@ -87,26 +90,31 @@ class TrialConfig(FrozenConfig):
     seed: int = Field(0, ge=0)
 
 
-def parse_trial_config(raw: object, root: str = "trial") -> TrialConfig:
-    """Validate a plain dict; every problem becomes one line naming its field path."""
-    return TrialConfig.parse(raw, root)
+def parse_trial_config(raw: object, root: str = "trial") -> TrialConfig | UserTrialConfig:
+    """Validate a plain dict (a trial YAML, a spec's template at one point, or a resolved
+    trial's JSON): the built-in study's config, or a user trial's where the model is named by
+    `class_path`. Every problem becomes one line naming its field path."""
+    from divsweep.trainer.user_trial import UserTrialConfig, is_user_trial
+
+    return (UserTrialConfig if is_user_trial(raw) else TrialConfig).parse(raw, root)
 
 
-def load_trial_config(path: Path) -> TrialConfig:
+def load_trial_config(path: Path) -> TrialConfig | UserTrialConfig:
     """Read and validate a trial YAML; every problem is a SpecError naming the field."""
     return parse_trial_config(read_yaml(path, "trial config"))
 
 
-def trial_key(config: TrialConfig) -> str:
+def trial_key(config: TrialConfig | UserTrialConfig) -> str:
     """sha256[:16] of the canonical resolved config: the same trial always gets the same key,
     so a retried or resumed trial finds its own MLflow run and checkpoints."""
     canonical = json.dumps(config.canonical(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def flat_params(config: TrialConfig) -> dict[str, str]:
-    """The resolved config as dotted keys (`model.d_model`, `data.task.alphabet_size`, ...),
-    plus `data.total_examples`: the MLflow params of a trial."""
+def flat_params(config: TrialConfig | UserTrialConfig) -> dict[str, str]:
+    """The resolved config as dotted keys (`model.d_model`, `model.init_args.lr`,
+    `data.task.alphabet_size`, ...), plus `data.total_examples`: the MLflow params of a
+    trial."""
     flat: dict[str, str] = {}
 
     def walk(prefix: str, value: object) -> None:
@@ -117,5 +125,6 @@ def flat_params(config: TrialConfig) -> dict[str, str]:
             flat[prefix] = str(value)
 
     walk("", config.model_dump(mode="json"))
-    flat["data.total_examples"] = str(config.data.total_examples)
+    if config.data is not None:
+        flat["data.total_examples"] = str(config.data.total_examples)
     return flat

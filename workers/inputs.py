@@ -47,6 +47,8 @@ def describe(path: Path, kind: str) -> dict[str, Any]:
 
 def dataset_name(kind: str, config: dict[str, Any]) -> str:
     """What the set is, at a glance in the runs table: e.g. `rewrite train: 64 rules x 20`."""
+    if "source" in config:  # a user's grouped table (datasets/grouped.py)
+        return _grouped_name(kind, config)
     if kind in ("eval_unseen", "eval_unseen_val"):
         task, ev = config["task"], config["eval"]
         split, n = (("test", ev["unseen_instructions"]) if kind == "eval_unseen"
@@ -64,6 +66,22 @@ def dataset_name(kind: str, config: dict[str, Any]) -> str:
     if data["distribution"] == "powerlaw":
         size += f", power law {data['alpha']}"
     return f"{data['task']['family']} train: {size}"
+
+
+def _grouped_name(kind: str, data: dict[str, Any]) -> str:
+    what = f"{data['source']['group_column']} groups"
+    if kind == "eval_unseen":
+        return f"grouped eval unseen test: {data['test_groups']} held-out {what}"
+    if kind == "eval_unseen_val":
+        return f"grouped eval unseen validation: {data['validation_groups']} held-out {what}"
+    if kind == "eval_seen":
+        return f"grouped eval seen: {data['seen_examples']} of {data['n_instructions']} {what}"
+    size = f"{data['n_instructions']} {what} x {data['examples_per_instruction']}"
+    if data["budget"] is not None:
+        size = f"{data['budget']} examples of {data['n_instructions']} {what}"
+    if data["distribution"] == "powerlaw":
+        size += f", power law {data['alpha']}"
+    return f"grouped train: {size}"
 
 
 def _colspec(field: pa.Field) -> dict[str, Any]:

@@ -30,13 +30,15 @@ TRACKING, DATASETS, SYSTEM = "divsweep", "datasets", "system"
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable. `config["trial"]` is a resolved TrialConfig; `config["divsweep"]`
     carries the cache dir."""
-    import ray
     import torch
 
     from divsweep.trainer.config import TrialConfig
     from divsweep.trainer.data import TrialDataModule, eval_paths
     from divsweep.trainer.fit import fit_datamodule
+    from divsweep.trainer.user_trial import is_user_trial
 
+    if is_user_trial(config["trial"]):
+        return run_user_trial(config)
     ctx = config["divsweep"]
     trial = TrialConfig.model_validate(config["trial"])
     accelerator, cpus, gpu_ids = _placement()
@@ -45,17 +47,80 @@ def run_trial(config: dict[str, Any]) -> None:
     eval_sets = {name: _attached(path) for name, path in eval_paths(data)}
     datamodule = TrialDataModule(_attached(data.train), eval_sets, trial.train, trial.seed)
 
-    placement = {
+    total_steps = trial.train.total_steps(len(datamodule.train_set))
+    unreported = [describe(path, kind) for kind, path in dataclasses.asdict(data).items()]
+    with (
+        Sampler(gpu_ids) as sampler,
+        tempfile.TemporaryDirectory(prefix="divsweep-trial-") as workdir,
+    ):
+        report = _reporter(placement_tags(accelerator, gpu_ids), sampler, unreported)
+        fit_datamodule(
+            trial,
+            datamodule,
+            resume_from=_restore_checkpoint(Path(workdir) / "restored"),
+            report=lambda metrics, checkpoint_dir: report(metrics, checkpoint_dir, total_steps),
+            workdir=Path(workdir),
+            accelerator=accelerator,
+        )
+
+
+def run_user_trial(config: dict[str, Any]) -> None:
+    """A trial of the user's LightningModule and datamodule (trainer/user_trial.py): each
+    validation end is one Tune report of what the module logged, with its checkpoint."""
+    import torch
+
+    from divsweep.trainer.callback import ReportEachValidation
+    from divsweep.trainer.config import trial_key
+    from divsweep.trainer.user_fit import fit_user_trial
+    from divsweep.trainer.user_trial import UserTrialConfig
+
+    ctx = config["divsweep"]
+    trial = UserTrialConfig.model_validate(config["trial"])
+    accelerator, cpus, gpu_ids = _placement()
+    torch.set_num_threads(cpus)
+    data = None if trial.data is None else _build_grouped(trial.data, ctx.get("cache_dir"))
+    unreported = (
+        [] if data is None else [describe(p, k) for k, p in dataclasses.asdict(data).items()]
+    )
+    with (
+        Sampler(gpu_ids) as sampler,
+        tempfile.TemporaryDirectory(prefix="divsweep-trial-") as workdir,
+    ):
+        report = _reporter(placement_tags(accelerator, gpu_ids), sampler, unreported)
+        callback = ReportEachValidation(
+            Path(workdir), None, trial_key(trial), ctx.get("selection_metric")
+        )
+        callback.report = lambda metrics, checkpoint_dir: report(
+            metrics, checkpoint_dir, callback.total_steps
+        )
+        fit_user_trial(
+            trial,
+            callback,
+            data=data,
+            resume_from=_restore_checkpoint(Path(workdir) / "restored"),
+            accelerator=accelerator,
+        )
+
+
+def placement_tags(accelerator: str, gpu_ids: list[str]) -> dict[str, str]:
+    """Where this trial runs, as its MLflow run's tags."""
+    import ray
+
+    return {
         "divsweep.node": socket.gethostname(),
         # two nodes can share a host name (several per machine, containers)
         "divsweep.node_id": ray.get_runtime_context().get_node_id(),
         "divsweep.accelerator": accelerator,
         "divsweep.gpu_ids": ",".join(gpu_ids),
     }
-    total_steps = trial.train.total_steps(len(datamodule.train_set))
-    unreported = [describe(path, kind) for kind, path in dataclasses.asdict(data).items()]
 
-    def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+
+def _reporter(placement: dict[str, str], sampler: Sampler, unreported: list[dict]):
+    """`report(metrics, checkpoint_dir, total_steps)`: one Tune result with what the driver's
+    tracking needs (metric names, where the trial runs, its system metrics since the last
+    report, and with an attempt's first report its datasets)."""
+
+    def report(metrics: dict[str, float], checkpoint_dir: Path | None, total_steps) -> None:
         checkpoint = (
             None if checkpoint_dir is None else tune.Checkpoint.from_directory(checkpoint_dir)
         )
@@ -66,18 +131,7 @@ def run_trial(config: dict[str, Any]) -> None:
             unreported.clear()
         tune.report({**metrics, TRACKING: info}, checkpoint=checkpoint)
 
-    with (
-        Sampler(gpu_ids) as sampler,
-        tempfile.TemporaryDirectory(prefix="divsweep-trial-") as workdir,
-    ):
-        fit_datamodule(
-            trial,
-            datamodule,
-            resume_from=_restore_checkpoint(Path(workdir) / "restored"),
-            report=report,
-            workdir=Path(workdir),
-            accelerator=accelerator,
-        )
+    return report
 
 
 def _placement() -> tuple[str, int, list[str]]:
@@ -108,6 +162,13 @@ def _build(data, eval_cfg, cache_dir: str | None):
     from divsweep.datasets import build
 
     return build(data, eval_cfg, cache_dir=None if cache_dir is None else Path(cache_dir))
+
+
+@functools.lru_cache(maxsize=64)
+def _build_grouped(data, cache_dir: str | None):
+    from divsweep.datasets import grouped
+
+    return grouped.build(data, cache_dir=None if cache_dir is None else Path(cache_dir))
 
 
 @functools.lru_cache(maxsize=32)

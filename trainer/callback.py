@@ -1,0 +1,99 @@
+"""divsweep's Lightning callback for any LightningModule: each validation end becomes one report
+of what the module logged, with a checkpoint to resume from.
+
+A module logs with `self.log(...)`; whatever is in `trainer.callback_metrics` when a validation
+ends (validation metrics, and training metrics logged on step or epoch) is reported, with the
+step, the epoch and the examples seen, and a full Lightning checkpoint is written beside it.
+`fit(..., ckpt_path=that checkpoint)` continues from that step: a resumed or retried trial
+reports no step twice.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from divsweep.errors import SpecError
+from divsweep.trainer.pause import Pause
+
+Report = Callable[[dict[str, float], Path | None], None]
+CHECKPOINT_FILE = "trial.ckpt"
+# what divsweep adds to a module's metrics at every report
+STEP, EPOCH, WALL_TIME = "step", "epoch", "wall_time_s"
+
+
+class MetricNotLogged(SpecError):
+    """The sweep selects on a metric the module never logs: the spec's to fix."""
+
+
+class ReportEachValidation(pl.Callback):
+    """After every validation (sanity checks aside): checkpoint, then `report(metrics, dir)`.
+
+    `selection` is the metric the sweep's scheduler and searches read; a module that has not
+    logged it by its first report fails the trial with one line naming what it did log.
+    Older checkpoints are removed once a newer one has been reported."""
+
+    def __init__(self, workdir: Path, report: Report | None, key: str, selection: str | None):
+        self.workdir, self.report, self.selection = Path(workdir), report, selection
+        self.pause = Pause(key)  # drills only; off by default
+        self.metrics: dict[str, float] = {}
+        self.wall_time = 0.0
+        self.reported_step = -1
+        self.total_steps: int | None = None  # known once training starts
+
+    def state_dict(self) -> dict:
+        return {"wall_time": self.wall_time, "reported_step": self.reported_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.wall_time = state["wall_time"]
+        self.reported_step = state["reported_step"]
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._start, self._wall_before = time.perf_counter(), self.wall_time
+        estimated = trainer.estimated_stepping_batches  # max_steps, or epochs x batches
+        self.total_steps = int(estimated) if estimated != float("inf") else None
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.global_step == self.reported_step:
+            return
+        self._report(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        # training can end between validations (max_steps off the validation cadence): its
+        # last state is still reported and checkpointed, so the run holds its final step
+        if trainer.global_step != self.reported_step:
+            self._report(trainer)
+
+    def _report(self, trainer: pl.Trainer) -> None:
+        step = trainer.global_step
+        logged = {
+            name: float(value)
+            for name, value in trainer.callback_metrics.items()
+            if isinstance(value, torch.Tensor) and value.numel() == 1 or isinstance(value, float)
+        }
+        if self.selection is not None and self.selection not in logged:
+            names = ", ".join(sorted(logged)) or "nothing"
+            raise MetricNotLogged(
+                f"selection.metric: {self.selection!r} is not logged by the module; at step "
+                f"{step} it logged {names}"
+            )
+        self.wall_time = self._wall_before + time.perf_counter() - self._start
+        self.metrics = logged | {
+            STEP: float(step),
+            EPOCH: float(trainer.current_epoch),
+            WALL_TIME: self.wall_time,
+        }
+        self.reported_step = step
+        checkpoint_dir = self.workdir / "checkpoints" / f"step-{step:08d}"
+        trainer.save_checkpoint(checkpoint_dir / CHECKPOINT_FILE)
+        if self.report is not None:
+            self.report(self.metrics, checkpoint_dir)
+        for old in checkpoint_dir.parent.glob("step-*"):
+            if old != checkpoint_dir:
+                shutil.rmtree(old, ignore_errors=True)
+        self.pause.at(step)
