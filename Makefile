@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Locally `make test` skips the slow drills; CI (CI=true) runs every drill.
 FAST_ONLY := $(if $(filter true,$(CI)),,-m "not slow")
 
-.PHONY: install demo test test-all bench lint format clean
+.PHONY: install demo example test test-all bench lint format clean
 
 install: $(STAMP)
 
@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/divsweep run configs/demo.yaml
+
+# Your own model and data (README): a project of its own, run from its folder, where its
+# package imports from
+example: $(STAMP)
+	cd examples/own_model && ../../$(BIN)/python -m bitrules.tasks tasks.parquet \
+		&& ../../$(BIN)/divsweep run sweep.yaml
 
 # Exit code 5 (no tests collected) is not a failure.
 test: $(STAMP)

@@ -136,7 +136,9 @@ def batches(source: TableSource, columns: list[str] | None = None) -> Iterator[p
     if kind == "parquet":
         import pyarrow.parquet as pq
 
-        yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns)
+        # one row group decoded at a time, no read-ahead threads: memory stays near a batch
+        reader = pq.ParquetFile(path, pre_buffer=False)
+        yield from reader.iter_batches(batch_size=BATCH_ROWS, columns=columns, use_threads=False)
     elif kind == "arrow":
         yield from _ipc_batches(path, columns)
     elif kind == "jsonl":
@@ -177,10 +179,9 @@ def hf_data_files(folder: Path) -> list[Path]:
 
 def check_columns(source: TableSource) -> None:
     """The group column and the columns asked for are in the source, which has rows."""
-    first = next(batches(source), None)
-    if first is None:
+    have, rows = _names_and_rows(source)
+    if not rows:
         raise SpecError(f"data.source.path: {source.path} holds no rows")
-    have = first.schema.names
     for name, field in [(source.group_column, "group_column"),
                         *((c, "columns") for c in source.columns or ())]:  # fmt: skip
         if name not in have:
@@ -188,6 +189,18 @@ def check_columns(source: TableSource) -> None:
                 f"data.source.{field}: {name!r} is not a column of {source.path.name}; "
                 f"it has {', '.join(have)}"
             )
+
+
+def _names_and_rows(source: TableSource) -> tuple[list[str], bool]:
+    """The source's column names and whether it has a row, from its footer where it has one
+    (Parquet), else from its first batch."""
+    if source.kind == "parquet" and source.path.is_file():
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(source.path).metadata
+        return meta.schema.to_arrow_schema().names, meta.num_rows > 0
+    first = next(batches(source), None)
+    return ([], False) if first is None else (first.schema.names, first.num_rows > 0)
 
 
 @functools.lru_cache(maxsize=64)
@@ -231,12 +244,12 @@ def group_rows(source: TableSource, digest: str) -> tuple[tuple[str, ...], np.nd
             raise SpecError(f"data.source.group_column: {column!r} has empty (null) values")
         encoded = pc.dictionary_encode(values)
         local = [names.setdefault(name, len(names)) for name in encoded.dictionary.to_pylist()]
-        codes.append(np.asarray(local, np.int64)[encoded.indices.to_numpy(zero_copy_only=False)])
+        codes.append(np.asarray(local, np.int32)[encoded.indices.to_numpy(zero_copy_only=False)])
     if not codes or not names:
         raise SpecError(f"data.source.path: {source.path} holds no rows")
     first_seen = list(names)
     order = np.argsort(first_seen)  # sorted names: the order does not depend on row order
-    rank = np.empty(len(first_seen), np.int64)
+    rank = np.empty(len(first_seen), np.int32)
     rank[order] = np.arange(len(first_seen))
     return tuple(first_seen[i] for i in order), rank[np.concatenate(codes)]
 

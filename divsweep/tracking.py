@@ -36,6 +36,11 @@ N_TRIALS = "divsweep.n_trials"  # on the parent run: trials planned, then trials
 # on the parent run: the metric (and mode) the sweep's scheduler and searches optimised, and
 # its search kind (grid, random, optuna, adaptive)
 SELECTION, SEARCH = "divsweep.selection", "divsweep.search"
+# on the parent run: the metric (and mode) its report puts first, as the study declares it
+HEADLINE = "divsweep.headline"
+# on the parent run: whose trials the sweep ran, the built-in study's or the user's own
+# LightningModule's (USER_STUDY); a parent without the tag predates user trials: built-in
+STUDY, BUILTIN_STUDY, USER_STUDY = "divsweep.study", "builtin", "lightning"
 PARENT = "mlflow.parentRunId"
 SPEC_ARTIFACT = "spec.yaml"  # on the parent run: the resolved sweep spec, axes included
 # MLflow 3's UI opens an experiment on the view its kind names; without the tag it guesses,

@@ -103,6 +103,10 @@ def run(
         tracking.retrying(mlf.set_tag, parent, "divsweep.sweep_dir", directory)
         selection = f"{spec.selection.metric} ({spec.selection.mode})"
         tracking.retrying(mlf.set_tag, parent, tracking.SELECTION, selection)
+        headline = f"{spec.headline_metric.metric} ({spec.headline_metric.mode})"
+        tracking.retrying(mlf.set_tag, parent, tracking.HEADLINE, headline)
+        study = tracking.USER_STUDY if spec.user_study else tracking.BUILTIN_STUDY
+        tracking.retrying(mlf.set_tag, parent, tracking.STUDY, study)
         tracking.retrying(mlf.set_tag, parent, tracking.SEARCH, spec.search.kind)
         sweep.save()
         with _tracker(sweep, new_sweep=True) as sweep_tracker:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -104,6 +105,22 @@ def test_each_point_of_two_init_args_is_one_run_with_the_modules_metrics(
         assert any(k.startswith("system/") for k in run.data.metrics)
         contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
         assert contexts == {"training", "eval_seen", "eval_unseen", "eval_unseen_val"}
+
+    # the report of any sweep: the headline (here the selection metric) against each axis,
+    # over seeds, its Pareto set against what it cost, curves and every trial
+    out = tmp_path / "report"
+    html = divsweep.report("own", tracking_uri=tracking_uri, out_dir=out).read_text()
+    for anchor in ("summary", "axis-model.init_args.hidden", "axis-model.init_args.lr",
+                   "pareto-wall_time_s", "learning-curves", "trials"):  # fmt: skip
+        assert f'id="{anchor}"' in html
+    assert "val/exact_match vs model.init_args.hidden" in html
+    assert "Headline: val/exact_match (max)" in html
+    md = (out / "report.md").read_text()
+    assert md.count("![") == 4  # two axes, the Pareto set, the curves
+    summary = pd.read_parquet(out / "summary.parquet")
+    assert len(summary) == 4 and summary["n_seeds"].eq(1).all()
+    logged = mlf.list_artifacts(sweep.parent_run_id, "report")
+    assert {"report/report.html", "report/report.md"} <= {a.path for a in logged}
 
 
 def test_asha_and_optuna_select_on_a_metric_the_module_logs(

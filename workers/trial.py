@@ -86,13 +86,14 @@ def run_user_trial(config: dict[str, Any]) -> None:
         Sampler(gpu_ids) as sampler,
         tempfile.TemporaryDirectory(prefix="divsweep-trial-") as workdir,
     ):
-        report = _reporter(placement_tags(accelerator, gpu_ids), sampler, unreported)
-        callback = ReportEachValidation(
-            Path(workdir), None, trial_key(trial), ctx.get("selection_metric")
-        )
-        callback.report = lambda metrics, checkpoint_dir: report(
-            metrics, checkpoint_dir, callback.total_steps
-        )
+        send = _reporter(placement_tags(accelerator, gpu_ids), sampler, unreported)
+
+        def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+            # the callback knows the trial's length once training starts
+            send(metrics, checkpoint_dir, callback.total_steps)
+
+        selection = ctx.get("selection_metric")
+        callback = ReportEachValidation(Path(workdir), report, trial_key(trial), selection)
         fit_user_trial(
             trial,
             callback,

@@ -62,8 +62,9 @@ BEST_METRICS = ("unseen/exact_match", "seen/exact_match")
 
 
 def column(metric: str) -> str:
-    """Tidy column name of a metric: `unseen/exact_match` → `unseen_exact_match`."""
-    return metric.replace("/", "_")
+    """Tidy column name of a metric: `unseen/exact_match` → `unseen_exact_match` (a dot too:
+    dotted columns are swept settings)."""
+    return metric.replace("/", "_").replace(".", "_")
 
 
 def swept_settings(table: pd.DataFrame) -> list[str]:
@@ -89,6 +90,10 @@ class Sweep:
     trials: pd.DataFrame  # one row per trial (latest MLflow run per trial key)
     selection: str | None = None  # what the sweep's scheduler and searches optimised
     search: str | None = None  # its search kind; None for sweeps run before it was tagged
+    headline: str | None = None  # "metric (mode)" the report puts first; None before tagged
+    axes: tuple[str, ...] = ()  # the spec's axes, by dotted path
+    metrics: tuple[str, ...] = ()  # every metric a trial logged (system metrics aside)
+    study: str = tracking.BUILTIN_STUDY  # whose trials: tracking.BUILTIN_STUDY or USER_STUDY
 
     @property
     def n_done(self) -> int:
@@ -134,19 +139,30 @@ def _effective(row: dict, data_seed: float) -> float:
     return float((allocation(int(n), int(total), "powerlaw", alpha, int(seed)) > 0).sum())
 
 
-def _settings(client: MlflowClient, parent: Run) -> list[str]:
-    """Axes of the parent's spec beyond the built-in ones; none for a parent without its spec
-    (logged by hand, or by a tool other than divsweep)."""
+def _axes(client: MlflowClient, parent: Run) -> list[str]:
+    """The axes of the parent's spec; none for a parent without its spec (logged by hand, or
+    by a tool other than divsweep)."""
     listed = retrying(client.list_artifacts, parent.info.run_id)
     if tracking.SPEC_ARTIFACT not in {a.path for a in listed}:
         return []
     text = retrying(client.download_artifacts, parent.info.run_id, tracking.SPEC_ARTIFACT)
     with open(text, encoding="utf-8") as spec:
-        axes = (yaml.safe_load(spec) or {}).get("axes") or {}
+        return list((yaml.safe_load(spec) or {}).get("axes") or {})
+
+
+def _settings(axes: list[str]) -> list[str]:
+    """The axes beyond the built-in ones, which the table keeps by their dotted path."""
     return [path for path in axes if path not in BUILT_IN_AXES and path != "seed"]
 
 
-def _trial_row(run: Run, settings: list[str]) -> dict:
+def axis_column(path: str) -> str:
+    """The trials table's column of an axis (`data.budget` is `total_examples`)."""
+    if path == "data.budget":
+        return "total_examples"
+    return next((col for col, param in AXIS_PARAMS.items() if param == path), path)
+
+
+def _trial_row(run: Run, settings: list[str], logged: tuple[str, ...]) -> dict:
     params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
     status = tags.get(STATUS_TAG) or _MLFLOW_STATUS.get(run.info.status, "running")
     row: dict = {
@@ -167,7 +183,7 @@ def _trial_row(run: Run, settings: list[str]) -> dict:
     row["effective_instructions"] = _effective(row, row["data_seed"])
     if math.isnan(row["examples_per_instruction"]):
         row["examples_per_instruction"] = row["total_examples"] / row["n_instructions"]
-    for metric in (*ACCURACY_METRICS, *OTHER_METRICS):
+    for metric in (*ACCURACY_METRICS, *OTHER_METRICS, *logged):
         row[column(metric)] = metrics.get(metric, math.nan)
     # GPU-hours only where the worker ran on GPUs (tags from workers/trial.py); a fractional
     # GPU share shows one id, so packed trials are counted as whole GPUs (an upper bound).
@@ -216,9 +232,13 @@ def collect(experiment: str, tracking_uri: str) -> Sweep:
         f"tags.`{ROLE_TAG}` = 'trial' and tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
     )
     sweep_name = parent.data.tags.get(SWEEP_TAG, experiment)
-    settings = _settings(client, parent)
-    rows = [_trial_row(r, settings) for r in runs]
-    columns = list(_trial_row_columns(settings))
+    axes = _axes(client, parent)
+    settings = _settings(axes)
+    known = {*ACCURACY_METRICS, *OTHER_METRICS}
+    logged = tuple(sorted({m for r in runs for m in r.data.metrics} - known))
+    logged = tuple(m for m in logged if not m.startswith(tracking.SYSTEM_PREFIX))
+    rows = [_trial_row(r, settings, logged) for r in runs]
+    columns = list(_trial_row_columns(settings, logged))
     trials = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
     trials = _latest_per_trial(trials)
     # History reads are one request per run and metric: overlap them for remote servers.
@@ -238,15 +258,23 @@ def collect(experiment: str, tracking_uri: str) -> Sweep:
         trials=trials,
         selection=parent.data.tags.get(tracking.SELECTION),
         search=parent.data.tags.get(tracking.SEARCH),
+        headline=parent.data.tags.get(tracking.HEADLINE),
+        study=parent.data.tags.get(tracking.STUDY, tracking.BUILTIN_STUDY),
+        axes=tuple(axes),
+        metrics=tuple(
+            m
+            for m in {m for r in runs for m in r.data.metrics}
+            if not m.startswith(tracking.SYSTEM_PREFIX)
+        ),  # fmt: skip
     )
 
 
-def _trial_row_columns(settings: list[str]) -> Iterable[str]:
+def _trial_row_columns(settings: list[str], logged: tuple[str, ...]) -> Iterable[str]:
     yield from ("run_id", "trial_key", "status", "node", "accelerator", "start_time")
     yield from AXIS_PARAMS
     yield from settings
     yield from ("data_seed", "effective_instructions")
-    yield from (column(m) for m in (*ACCURACY_METRICS, *OTHER_METRICS))
+    yield from (column(m) for m in (*ACCURACY_METRICS, *OTHER_METRICS, *logged))
     yield "gpu_hours"
 
 

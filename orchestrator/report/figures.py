@@ -331,3 +331,71 @@ def learning_curves(history: pd.DataFrame, labels: dict[str, str], out_dir: Path
     caption = "Learning curves of representative trials (lowest seed; fewest, middle and most "
     caption += "instructions at the largest budget)."
     return _save(fig, out_dir / "learning-curves.png", "learning-curves", caption)
+
+
+def _log_if_wide(ax, values: pd.Series) -> None:
+    numeric = pd.to_numeric(values, errors="coerce").dropna()
+    if len(numeric) and (numeric > 0).all() and numeric.max() / numeric.min() >= 10:
+        ax.set_xscale("log")
+
+
+def axis_plot(
+    cells: pd.DataFrame,
+    axis: str,
+    others: list[str],
+    y: str,
+    label: str,
+    out_dir: Path,
+    max_lines: int,
+) -> Figure:
+    """A metric's mean over seeds (with intervals) against one axis, a line per point of the
+    other axes (up to `max_lines`)."""
+    section = f"axis-{axis}"
+    numeric = pd.to_numeric(cells[axis], errors="coerce")
+    if cells.empty or numeric.isna().any():
+        return Figure(section, None, f"No plot: {axis} is not numeric (see the table).")
+    groups = list(cells.groupby(others, dropna=False, sort=True)) if others else [((), cells)]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for key, group in groups[:max_lines]:
+        name = ", ".join(f"{o}={v}" for o, v in zip(others, np.atleast_1d(key), strict=False))
+        _errorbar(ax, group.assign(**{axis: numeric[group.index]}), axis, y, label=name or None)
+    _log_if_wide(ax, numeric)
+    _style(ax, axis, f"{label} (mean over seeds)", legend=8 if others else None)
+    shown = "" if len(groups) <= max_lines else f" (first {max_lines} of {len(groups)} lines)"
+    caption = f"{label} vs {axis}: mean over seeds with 95% intervals where ≥ 3 seeds{shown}."
+    return _save(fig, out_dir / f"{section}.png", section, caption)
+
+
+def pareto_plot(
+    trials: pd.DataFrame, front: pd.DataFrame, cost: str, cost_label: str, y: str, label: str,
+    out_dir: Path,
+) -> Figure:  # fmt: skip
+    """Every finished trial's metric against its cost, with the Pareto set joined up."""
+    section = f"pareto-{cost}"
+    done = trials[trials["status"].isin(AGGREGATED_STATUSES)].dropna(subset=[cost, y])
+    if done.empty:
+        return Figure(section, None, f"No plot: no finished trial has {cost_label}.")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.scatter(done[cost], done[y], alpha=0.5, label="trials")
+    ax.step(front[cost], front[y], where="post", color="C3", marker="o", label="Pareto set")
+    _log_if_wide(ax, done[cost])
+    _style(ax, cost_label, label)
+    caption = f"{label} vs {cost_label}, every finished trial; the Pareto set joined up."
+    return _save(fig, out_dir / f"{section}.png", section, caption)
+
+
+def metric_curves(history: pd.DataFrame, labels: dict[str, str], metric: str, out_dir) -> Figure:
+    """One metric's history (per reported step) for a few trials."""
+    section = "learning-curves"
+    if history.empty:
+        return Figure(section, None, f"No curves: no trial logged {metric} yet.")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for run_id, label in labels.items():
+        run = history[history["run_id"] == run_id].sort_values("step")
+        if len(run):
+            ax.plot(run["step"], run["value"], marker=".", label=label)
+    _style(ax, "step", metric, legend=7)
+    caption = (
+        f"{metric} at each report of {len(labels)} trials (lowest seed, spread over the axes)."
+    )
+    return _save(fig, out_dir / f"{section}.png", section, caption)

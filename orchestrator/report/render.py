@@ -241,3 +241,60 @@ def render_markdown(c: ReportContent, out_dir: Path) -> str:
         f'<a id="{sid}"></a>\n## {SECTION_TITLES[sid]}\n\n{parts[sid]}' for sid in SECTION_IDS
     )
     return f"# divsweep report: {c.sweep}\n\n{body}\n"
+
+
+# ---------------------------------------------------------------- pages of any report
+
+
+@dataclass(frozen=True)
+class Page:
+    """One section of a report: its anchor and title, sentences, and optionally a figure and a
+    table (with the columns it shows, by column name -> header)."""
+
+    id: str
+    title: str
+    lines: list[str]
+    figure: Figure | None = None
+    table: pd.DataFrame | None = None
+    columns: dict[str, str] | None = None
+    sortable: bool = False
+
+    @property
+    def figure_paths(self) -> list[Path]:
+        return [self.figure.path] if self.figure is not None and self.figure.path else []
+
+
+def page_html(title: str, pages: list[Page]) -> str:
+    sections = []
+    for page in pages:
+        body = "".join(f"<p>{html.escape(line)}</p>" for line in page.lines)
+        if page.figure is not None:
+            body += _html_figure(page.figure)
+        if page.table is not None:
+            body += _html_table(page.table, page.columns, page.sortable)
+        heading = html.escape(page.title)
+        sections.append(f'<section id="{page.id}"><h2>{heading}</h2>{body}</section>')
+    title = html.escape(title)
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{_STYLE}</style><script>{_HEAD_JS}</script></head><body>"
+        f"<h1>{title}</h1>{''.join(sections)}<script>{_BODY_JS}</script></body></html>"
+    )
+
+
+def page_markdown(title: str, pages: list[Page], out_dir: Path) -> str:
+    sections = []
+    for page in pages:
+        parts = list(page.lines)
+        if page.figure is not None:
+            fig = page.figure
+            parts.append(
+                f"_{fig.caption}_"
+                if fig.path is None
+                else f"![{fig.section}]({fig.path.relative_to(out_dir).as_posix()})\n\n"
+                f"{fig.caption}"
+            )
+        if page.table is not None:
+            parts.append(_md_table(page.table, page.columns))
+        sections.append(f'<a id="{page.id}"></a>\n## {page.title}\n\n' + "\n\n".join(parts))
+    return f"# {title}\n\n" + "\n\n".join(sections) + "\n"

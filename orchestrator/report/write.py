@@ -67,6 +67,10 @@ def write_report(
     """Build the sweep's report from MLflow into out_dir; returns the path of report.html."""
     out_dir = Path(out_dir)
     sweep = collect(experiment, tracking_uri)  # an unknown experiment fails before any folder
+    if sweep.study != tracking.BUILTIN_STUDY:  # the user's module: the report of any sweep
+        from divsweep.orchestrator.report.core import write_core_report
+
+        return write_core_report(sweep, tracking_uri, out_dir, log_to_mlflow)
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     done = sweep.trials[sweep.trials["status"].isin(AGGREGATED_STATUSES)]
