@@ -38,6 +38,19 @@ N_TRIALS = "divsweep.n_trials"  # on the parent run: trials planned, then trials
 SELECTION, SEARCH = "divsweep.selection", "divsweep.search"
 # on the parent run: the metric (and mode) its report puts first, as the study declares it
 HEADLINE = "divsweep.headline"
+
+
+def metric_tag(metric: str, mode: str) -> str:
+    """The value of a SELECTION or HEADLINE tag: `metric (mode)`."""
+    return f"{metric} ({mode})"
+
+
+def read_metric_tag(text: str) -> tuple[str, str]:
+    """(metric, mode) of a SELECTION or HEADLINE tag's value."""
+    metric, _, mode = text.rpartition(" (")
+    return metric, mode.rstrip(")")
+
+
 # on the parent run: whose trials the sweep ran, the built-in study's or the user's own
 # LightningModule's (USER_STUDY); a parent without the tag predates user trials: built-in
 STUDY, BUILTIN_STUDY, USER_STUDY = "divsweep.study", "builtin", "lightning"

@@ -101,9 +101,9 @@ def run(
     )
     with _failing(mlf, sweep):
         tracking.retrying(mlf.set_tag, parent, "divsweep.sweep_dir", directory)
-        selection = f"{spec.selection.metric} ({spec.selection.mode})"
+        selection = tracking.metric_tag(spec.selection.metric, spec.selection.mode)
         tracking.retrying(mlf.set_tag, parent, tracking.SELECTION, selection)
-        headline = f"{spec.headline_metric.metric} ({spec.headline_metric.mode})"
+        headline = tracking.metric_tag(spec.headline_metric.metric, spec.headline_metric.mode)
         tracking.retrying(mlf.set_tag, parent, tracking.HEADLINE, headline)
         study = tracking.USER_STUDY if spec.user_study else tracking.BUILTIN_STUDY
         tracking.retrying(mlf.set_tag, parent, tracking.STUDY, study)

@@ -11,10 +11,12 @@ from rich.table import Table
 
 from divsweep import tracking
 from divsweep.errors import UserError
+from divsweep.orchestrator.spec import BUILTIN_HEADLINE, Selection
 
 STATES = ("running", "finished", "stopped", "failed")
 DONE = ("finished", "stopped", "failed")
 SLOWEST = 5  # trials listed by `--watch`
+SEEN = "seen/exact_match"  # the built-in study's; trials of other modules have none
 WATCH_EVERY_S = 2.0
 
 
@@ -33,9 +35,9 @@ class SweepStatus:
     state: str  # the parent run's divsweep.status (running/finished/stopped)
     n_trials: int
     counts: dict[str, int]  # trials by divsweep.status; trials not started yet are absent
-    best_seen: float | None
-    best_val: float | None  # held-out validation rules: what selection reads
-    best_unseen: float | None  # held-out test rules: what the report headlines
+    best_seen: float | None  # the built-in study's seen rules (None for other trials)
+    best_val: float | None  # the selection metric (held-out validation rules or groups)
+    best_unseen: float | None  # the headline metric (held-out test rules or groups)
     elapsed_s: float
     eta_s: float | None
     slowest: tuple[TrialTime, ...] = ()  # the longest-running trials, longest first
@@ -68,9 +70,9 @@ def sweep_status(experiment: str, tracking_uri: str) -> SweepStatus:
         state=state,
         n_trials=n_trials,
         counts=counts,
-        best_seen=_best(runs, "seen/exact_match"),
-        best_val=_best(runs, "unseen_val/exact_match"),
-        best_unseen=_best(runs, "unseen/exact_match"),
+        best_seen=_best(runs, SEEN, "max"),
+        best_val=_best(runs, *_metric(parent, tracking.SELECTION, Selection())),
+        best_unseen=_best(runs, *_metric(parent, tracking.HEADLINE, BUILTIN_HEADLINE)),
         elapsed_s=elapsed,
         eta_s=eta,
         slowest=_slowest(runs),
@@ -133,9 +135,16 @@ def _done(counts: dict[str, int]) -> int:
     return sum(counts.get(s, 0) for s in DONE)
 
 
-def _best(runs, metric: str) -> float | None:
+def _metric(parent, tag: str, untagged) -> tuple[str, str]:
+    """(metric, mode) of a parent's `metric (mode)` tag; a sweep run before the tag existed
+    ran the built-in study with its default `untagged`."""
+    text = parent.data.tags.get(tag)
+    return (untagged.metric, untagged.mode) if text is None else tracking.read_metric_tag(text)
+
+
+def _best(runs, metric: str, mode: str) -> float | None:
     values = [r.data.metrics[metric] for r in runs if metric in r.data.metrics]
-    return max(values, default=None)
+    return (max if mode == "max" else min)(values, default=None)
 
 
 def sweep_names(tracking_uri: str) -> list[str]:
@@ -153,8 +162,9 @@ def sweep_names(tracking_uri: str) -> list[str]:
 def table(statuses: list[SweepStatus]) -> Table:
     out = Table(
         title="divsweep sweeps",
-        caption="best = highest exact match of any trial so far (val / test: held-out "
-        "validation / test rules)",
+        caption="best of any trial so far: seen = the built-in study's exact match on its "
+        "training rules; val = the sweep's selection metric, test = its headline metric "
+        "(held-out validation / test rules or groups)",
     )
     out.add_column("sweep", no_wrap=True)
     out.add_column("state", no_wrap=True)

@@ -55,8 +55,7 @@ class Headline:
         text = sweep.headline or sweep.selection
         if not text:
             raise ValueError(f"sweep {sweep.name} names no headline or selection metric")
-        metric, _, mode = text.rpartition(" (")
-        return cls(metric, mode.rstrip(")"))
+        return cls(*tracking.read_metric_tag(text))
 
 
 def varied_axes(sweep: Sweep) -> list[str]:
