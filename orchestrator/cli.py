@@ -167,6 +167,8 @@ def _report(sweep) -> None:
         typer.echo("report module not installed; skipping the report", err=True)
         return
     typer.echo(f"report: {path.resolve()}")  # absolute: openable from anywhere
+    if sweep.spec.user_study:  # the transition line reads the built-in study's metrics
+        return
     import pandas as pd
 
     from divsweep.orchestrator.report.findings import transition_line
