@@ -23,8 +23,7 @@ from divsweep.orchestrator.report.threshold import (
 
 
 def exponent(beta: float, lo: float, hi: float, verdict: str) -> Exponent:
-    return Exponent(beta, lo, hi, 0.2, 0.0004, verdict, {10_000.0: 180, 160_000.0: 110}, 4.0,
-                    8.5, 32, 40)  # fmt: skip
+    return Exponent(beta, lo, hi, 0.2, 0.0004, verdict, {10_000.0: 180, 160_000.0: 110}, 32, 40)
 
 
 @pytest.mark.parametrize(

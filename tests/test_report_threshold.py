@@ -65,13 +65,13 @@ def test_budgets_too_close_to_separate_them_cannot_tell(beta: float) -> None:
     assert verdicts.count(CANNOT_TELL) / N_SWEEPS >= 0.9, verdicts
 
 
-def test_one_seed_scattered_twice_as_far_widens_the_interval() -> None:
-    """The interval is measured from the trials' scatter, not from the examples' count."""
+def test_trials_scattered_further_widen_the_interval() -> None:
+    """The interval is measured from the trials' scatter, not from the examples' count: 40
+    more or fewer right of 400 in alternate trials."""
     x, b, log_budget, n, k = sweep(np.random.default_rng(5), 0.0)
     tight = fit(x, b, log_budget, n, k)
     noisy = fit(x, b, log_budget, n, np.clip(k + np.resize([40.0, -40.0], len(k)), 0, n))
     assert noisy.ci_high - noisy.ci_low > tight.ci_high - tight.ci_low
-    assert noisy.dispersion > tight.dispersion
 
 
 def test_budget_exponent_reads_trials_with_or_without_counts() -> None:

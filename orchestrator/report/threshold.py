@@ -9,9 +9,11 @@ every budget); β = 1 one set by examples per instruction (N / I* the same at ev
 Trials are the replication unit: each is one seed at one (N, I), and seeds differ far more
 than the binomial variation of their examples (χ²/df of 6-14 in the committed frontier study),
 so a likelihood that counts examples as independent would give intervals several times too
-narrow. The fit is quasi-binomial: binomial estimating equations, the variance scaled by the
-Pearson χ² over trials per residual degree of freedom, and Student-t on those degrees of freedom.
-It needs only each trial's accuracy: with equal examples per trial the scale cancels, so trials
+narrow. The fit is quasi-binomial: binomial estimating equations, their variance measured from
+the trials' own scatter (a sandwich over trials), and Student-t on the residual degrees of
+freedom. A seed effect shared by all of a seed's trials moves every budget's I* alike and so
+leaves β alone; with 2 or 3 seeds a variance between seeds could not be estimated anyway. It
+needs only each trial's accuracy: with equal examples per trial the scale cancels, so trials
 without per-example counts enter as proportions (n = 1). Coverage of β and the verdicts are
 measured by simulation in tests/test_report_threshold.py.
 """
@@ -49,8 +51,6 @@ class Exponent:
     p_examples_per_instruction: float  # of β = 1
     verdict: str  # INSTRUCTIONS, EXAMPLES_PER_INSTRUCTION, CANNOT_TELL or NEITHER
     midpoints: dict[float, float]  # budget → fitted I*
-    slope: float  # per decade of n_instructions, shared by the budgets
-    dispersion: float  # Pearson χ² per residual degree of freedom
     df: int
     n_trials: int
 
@@ -151,7 +151,6 @@ def fit(
     resid = (k - n * p) / (p * (1 - p)) / (1 - np.clip(leverage, 0, 0.99))
     score = jac[:, free] * resid[:, None]
     cov = bread @ (score.T @ score) @ bread
-    dispersion = float(((k - n * p) ** 2 / (n * p * (1 - p))).sum() / df)
     at = int(free[: 2 * n_b + 1].sum())  # β's index among the free parameters
     se = float(np.sqrt(max(cov[at, at], 0.0)))
     t = stats.t.ppf((1 + CONFIDENCE) / 2, df)
@@ -174,8 +173,6 @@ def fit(
             float(np.round(10**nb, 6)): float(10 ** (m0 + beta * zb))
             for nb, zb in zip(log_budget, z, strict=True)
         },
-        slope=float(np.exp(params[-1])),
-        dispersion=dispersion,
         df=df,
         n_trials=len(x),
     )
