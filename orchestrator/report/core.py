@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from divsweep import tracking
 from divsweep.orchestrator.report import figures as figs
@@ -28,7 +29,14 @@ from divsweep.orchestrator.report.collect import (
     histories,
     setting_order,
 )
-from divsweep.orchestrator.report.intervals import cell_interval, method_note
+from divsweep.orchestrator.report.intervals import (
+    CONFIDENCE,
+    MIN_SEEDS,
+    NONE,
+    SEEDS_ONLY,
+    Interval,
+    method_note,
+)
 from divsweep.orchestrator.report.render import Page, page_html, page_markdown
 
 ARTIFACT_DIR = "report"
@@ -65,6 +73,15 @@ def varied_axes(sweep: Sweep) -> list[str]:
     return [c for c in dict.fromkeys(columns) if c in done and done[c].nunique(dropna=False) > 1]
 
 
+def seed_interval(values: np.ndarray) -> Interval:
+    """Student-t interval of the mean over seeds (the replication unit), with at least
+    MIN_SEEDS of them; unbounded, since a module's metric need not be a proportion."""
+    if len(values) < MIN_SEEDS:
+        return NONE
+    half = stats.t.ppf((1 + CONFIDENCE) / 2, len(values) - 1) * stats.sem(values)
+    return Interval(float(values.mean() - half), float(values.mean() + half), SEEDS_ONLY)
+
+
 def cells(trials: pd.DataFrame, axes: list[str], metric: str) -> pd.DataFrame:
     """One row per point of the axes: the metric's mean over seeds, its interval (over seeds,
     with at least MIN_SEEDS of them), and the seeds' values."""
@@ -73,7 +90,7 @@ def cells(trials: pd.DataFrame, axes: list[str], metric: str) -> pd.DataFrame:
     keys = axes or [lambda _: 0]
     for key, group in done.groupby(keys, dropna=False, sort=False):
         values = group[metric].to_numpy(dtype=float)
-        interval = cell_interval(values)
+        interval = seed_interval(values)
         point = dict(zip(axes, key if isinstance(key, tuple) else (key,), strict=False))
         rows.append(
             point
