@@ -21,7 +21,7 @@ import yaml
 
 from divsweep import tracking
 from divsweep.errors import UserError
-from divsweep.orchestrator import storage
+from divsweep.orchestrator import cost, storage
 from divsweep.orchestrator.spec import SweepSpec, load_spec, parse_spec
 from divsweep.orchestrator.tracker import JOURNAL_FILE, Tracker
 
@@ -105,6 +105,7 @@ def run(
         selection = f"{spec.selection.metric} ({spec.selection.mode})"
         tracking.retrying(mlf.set_tag, parent, tracking.SELECTION, selection)
         tracking.retrying(mlf.set_tag, parent, tracking.SEARCH, spec.search.kind)
+        cost.log_prices(mlf, parent, spec.cost)
         sweep.save()
         with _tracker(sweep, new_sweep=True) as sweep_tracker:
             return _fit(sweep, spec, sweep_tracker, progress, restore=False)
@@ -138,6 +139,7 @@ def _fit(sweep: Sweep, spec: SweepSpec, sweep_tracker: Tracker, progress: bool, 
     """Run the sweep's Tuner (a new one, or the saved one restored) to its end or a Ctrl-C."""
     from divsweep.orchestrator.search import make_searcher
     from divsweep.orchestrator.tuner import (
+        CostCallback,
         Driver,
         ProgressCallback,
         ProgressDisplay,
@@ -159,6 +161,7 @@ def _fit(sweep: Sweep, spec: SweepSpec, sweep_tracker: Tracker, progress: bool, 
         early_stopping = spec.scheduler.kind != "fifo"
         callbacks = [
             TrackingCallback(sweep.directory, sweep.name, early_stopping),
+            CostCallback(sweep.directory, spec.cost),
             ProgressCallback(sweep.directory),
         ]
         context = {"cache_dir": None if spec.cache_dir is None else str(spec.cache_dir)}
@@ -171,6 +174,7 @@ def _fit(sweep: Sweep, spec: SweepSpec, sweep_tracker: Tracker, progress: bool, 
     # what the trials logged is in MLflow before the sweep says it ended
     _drain(sweep_tracker, sweep)
     tracking.retrying(mlf.set_tag, sweep.parent_run_id, tracking.N_TRIALS, str(len(grid)))
+    cost.log_totals(mlf, sweep.experiment_id, sweep.parent_run_id)
     if _cut_off(grid, spec, storage.join(folder, TUNE_DIR)):
         return _interrupted(mlf, sweep)
     return _conclude(mlf, sweep)
