@@ -39,6 +39,9 @@ class SweepStatus:
     elapsed_s: float
     eta_s: float | None
     slowest: tuple[TrialTime, ...] = ()  # the longest-running trials, longest first
+    # the latest report written (a path on the machine that wrote it) and what it holds
+    report: str | None = None
+    report_state: str | None = None
 
     @property
     def done(self) -> int:
@@ -74,6 +77,8 @@ def sweep_status(experiment: str, tracking_uri: str) -> SweepStatus:
         elapsed_s=elapsed,
         eta_s=eta,
         slowest=_slowest(runs),
+        report=parent.data.tags.get(tracking.REPORT),
+        report_state=parent.data.tags.get(tracking.REPORT_STATE),
     )
 
 
@@ -172,6 +177,16 @@ def table(statuses: list[SweepStatus]) -> Table:
             "-" if s.eta_s is None else _duration(s.eta_s),
         )
     return out
+
+
+def reports(statuses: list[SweepStatus]) -> list[str]:
+    """Where each sweep's latest report is: its local file and its parent run's artifacts."""
+    return [
+        f"{s.experiment}: latest report ({s.report_state}) at {s.report}, also under report/ "
+        "in the sweep's MLflow run"
+        for s in statuses
+        if s.report is not None
+    ]
 
 
 def _fmt(value: float | None) -> str:

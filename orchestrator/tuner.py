@@ -22,6 +22,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from divsweep import tracking
 from divsweep.orchestrator import cost
 from divsweep.orchestrator import storage as storage_uri
+from divsweep.orchestrator.refresh import Refresher
 from divsweep.orchestrator.search import make_searcher
 from divsweep.orchestrator.spec import Prices, SweepSpec
 from divsweep.orchestrator.tracker import (
@@ -134,6 +135,7 @@ class Driver:
 
     tracker: Tracker
     progress: ProgressDisplay | None = None
+    refresher: Refresher | None = None
 
 
 _DRIVERS: dict[str, Driver] = {}  # sweep key (its folder) -> this process's live objects
@@ -307,6 +309,31 @@ class ProgressCallback(tune.Callback):
         # a restored sweep whose trials had all ended runs no step at all
         if self.display is not None:
             self.display.show(trials)
+
+
+class RefreshCallback(tune.Callback):
+    """Asks this driver's report refresher (if it runs one) for a refresh as each trial ends."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self.refresher: Refresher | None = None
+
+    def __getstate__(self) -> dict:
+        return {"key": self.key}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["key"])
+
+    def setup(self, **info) -> None:
+        self.refresher = _driver(self.key).refresher
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        if self.refresher is not None:
+            self.refresher.request()
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        if self.refresher is not None:
+            self.refresher.request()
 
 
 def granted(trial) -> dict[str, float]:

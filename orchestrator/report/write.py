@@ -127,6 +127,16 @@ def write_report(
         uploads += [(f.path, f"{ARTIFACT_DIR}/figures") for f in figures.values() if f.path]
         for path, folder in uploads:
             tracking.retrying(client.log_artifact, sweep.parent_run_id, str(path), folder)
+        # for `divsweep status`: where the latest report is, and what it holds
+        total = "?" if sweep.n_trials is None else sweep.n_trials
+        state = (
+            f"partial: {sweep.n_done} of {total} trials"
+            if sweep.partial
+            else f"final: {len(sweep.trials)} trials"
+        )
+        tags = {tracking.REPORT: str(html_path.resolve()), tracking.REPORT_STATE: state}
+        for name, value in tags.items():
+            tracking.retrying(client.set_tag, sweep.parent_run_id, name, value)
     return html_path
 
 
