@@ -70,9 +70,11 @@ PRICE_PARAMS = ("cost.gpu_hour", "cost.cpu_hour", "cost.currency")
 # On the parent run: the latest report written for the sweep (a path on the machine that wrote
 # it; also the run's `report/` artifacts) and what it holds ("partial: 3 of 8 trials", "final")
 REPORT, REPORT_STATE = "divsweep.report", "divsweep.report_state"
-# On the parent run, when the sweep ends: how often its report was refreshed while it ran, and
-# the CPU seconds those refreshes took (orchestrator/refresh.py)
+# On the parent run, when the sweep ends: how often its report was refreshed while it ran, the
+# CPU seconds those refreshes took, and the driver process's own over the same time
+# (orchestrator/refresh.py)
 REFRESHES, REFRESH_CPU_S = "report/refreshes", "report/refresh_cpu_s"
+DRIVER_CPU_S = "report/driver_cpu_s"
 # MLflow takes at most 1,000 metrics per log_batch
 MAX_BATCH_METRICS = 1000
 # divsweep.status -> MLflow's own run status, so `mlflow ui` agrees with `divsweep status`

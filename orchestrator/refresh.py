@@ -5,15 +5,18 @@ Cadence: each trial that ends asks for a refresh (`RefreshCallback`, orchestrato
 Tune's loop it only notes the tracker's record count and sets a flag). One thread renders, at
 most one report at a time; asks that arrive meanwhile coalesce into the next render. A render
 starts only when (a) at least `every_s` (MIN_INTERVAL_S) have passed since the last one
-started and (b) the renders so far took at most `share` (CPU_SHARE) of one core over the time
-the refresher has run: a sweep of many short trials gets a report every few minutes, a small
-one after each trial. It waits for MLflow to hold the records of the trials that had ended
-when it was asked, so a refresh names every trial ended by then.
+started and (b) the renders so far and this one (expected to cost what the last did) take at
+most `share` (CPU_SHARE) of one core over the time the refresher has run. So a report costs
+what it costs (it grows with the sweep) and its share stays bounded: with renders of ~8 CPU s,
+one every ~7 minutes; a sweep shorter than that gets only its final report. A render first
+waits for MLflow to hold the records of the trials that had ended when it was asked, so a
+refresh names every trial ended by then.
 
 The render is `divsweep report` in a child process at the lowest CPU priority: Tune's loop
 never waits on it nor shares an interpreter lock with it. Its CPU time (the child's own, from
 wait4) is what (b) counts; the parent run gets the refreshes' count and CPU seconds when the
-sweep ends (tracking.REFRESHES, tracking.REFRESH_CPU_S).
+sweep ends, and the driver process's own CPU seconds over the same time (tracking.REFRESHES,
+tracking.REFRESH_CPU_S, tracking.DRIVER_CPU_S).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from divsweep.orchestrator.tracker import Tracker
 
 MIN_INTERVAL_S = 30.0
 CPU_SHARE = 0.02
+# what the next render is expected to take, before there is a last one to go by: one took
+# 8.5 CPU s (2 renders, 17.0 s) on the shared 2-core test machine, most of it imports
+FIRST_RENDER_CPU_S = 10.0
 # a render waits this long at most for MLflow to hold what had ended (an outage: it renders
 # what MLflow has, and the next refresh catches up)
 APPLIED_WAIT_S = 60.0
@@ -56,8 +62,9 @@ class Refresher:
                              else every_s)  # fmt: skip
         self.share = float(env("DIVSWEEP_REPORT_CPU_SHARE", CPU_SHARE) if share is None
                            else share)  # fmt: skip
-        self.renders, self.cpu_s = 0, 0.0
+        self.renders, self.cpu_s, self.last_cpu_s = 0, 0.0, FIRST_RENDER_CPU_S
         self.started = time.monotonic()
+        self.driver_cpu_s = -time.process_time()  # this process's own, until `close`
         self._last_start: float | None = None
         self._mark: int | None = None  # records to wait for; None: nothing asked
         self._child: subprocess.Popen | None = None
@@ -81,12 +88,16 @@ class Refresher:
                 self._child.terminate()
             self._changed.notify_all()
         self._thread.join()
+        self.driver_cpu_s += time.process_time()
 
     def _next_start(self) -> float:
-        """The earliest moment (time.monotonic) the next render may start."""
+        """The earliest moment (time.monotonic) the next render may start: `every_s` after the
+        last began, and when the renders so far and the next (as costly as the last) take at
+        most `share` of one core over the refresher's time."""
+        by_share = self.started + (self.cpu_s + self.last_cpu_s) / self.share
         if self._last_start is None:
-            return self.started
-        return max(self._last_start + self.every_s, self.started + self.cpu_s / self.share)
+            return by_share
+        return max(self._last_start + self.every_s, by_share)
 
     def _loop(self) -> None:
         while True:
@@ -116,7 +127,8 @@ class Refresher:
             with self._changed:
                 self._child.returncode = code = os.waitstatus_to_exitcode(status)
                 self._child, stopped = None, self._closing
-            self.cpu_s += usage.ru_utime + usage.ru_stime
+            self.last_cpu_s = usage.ru_utime + usage.ru_stime
+            self.cpu_s += self.last_cpu_s
             if code != 0 and not stopped:  # loud, and the sweep goes on: the next may work
                 err.seek(0)
                 why = err.read().decode(errors="replace").strip()
@@ -129,6 +141,10 @@ class Refresher:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        figures = {tracking.REFRESHES: self.renders, tracking.REFRESH_CPU_S: self.cpu_s}
+        figures = {
+            tracking.REFRESHES: self.renders,
+            tracking.REFRESH_CPU_S: self.cpu_s,
+            tracking.DRIVER_CPU_S: self.driver_cpu_s,
+        }
         metrics = [Metric(name, float(value), now, 0) for name, value in figures.items()]
         tracking.retrying(mlf.log_batch, parent_id, metrics=metrics)
