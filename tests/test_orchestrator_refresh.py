@@ -1,11 +1,13 @@
-"""A running sweep's report, refreshed as its trials end: `divsweep run` in its own process,
-its trials paused one after another (trainer/pause.py) so that the test sees each refresh at a
-known point; no sleep races the machine."""
+"""A running sweep's report, refreshed as its trials end: the refresher on a sweep logged to
+MLflow, and `divsweep run` in its own process with its trials paused one after another
+(trainer/pause.py), so that the test sees each refresh at a known point; no sleep races the
+machine."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,9 +16,12 @@ import yaml
 from mlflow import MlflowClient
 from test_drills_driver_kill import kill_group, pause_env, releasing, start, wait_for
 from test_orchestrator_spec import tiny_spec
+from test_report_sweep import log_sweep, trial
 
 from divsweep import tracking
+from divsweep.orchestrator.refresh import FIRST_RENDER_CPU_S, Refresher
 from divsweep.orchestrator.report import SECTION_IDS
+from divsweep.orchestrator.tracker import Tracker
 from divsweep.trainer.pause import paused, release
 
 DIVSWEEP = str(Path(sys.executable).with_name("divsweep"))
@@ -111,3 +116,25 @@ def test_report_refreshes_while_the_sweep_runs(tmp_path: Path) -> None:
     assert (after / "report.md").read_text() == final
     for table in ("trials.csv", "summary.csv"):
         assert (after / table).read_text() == (folder / table).read_text()
+
+
+def test_asks_coalesce_into_one_render(tmp_path: Path, tracking_uri: str) -> None:
+    parent = log_sweep(tracking_uri, "coalesce", [trial(10, 0.2), trial(100, 0.7)])
+    mlf = MlflowClient(tracking_uri)
+    exp_id = mlf.get_experiment_by_name("coalesce").experiment_id
+    tracker = Tracker(tracking_uri, exp_id, parent, tmp_path / "journal.jsonl", new_sweep=False)
+    # a whole core: the first render may start once FIRST_RENDER_CPU_S (10 s) have passed;
+    # three trials ending before then ask three times
+    refresher = Refresher("coalesce", tracking_uri, tmp_path / "out", tracker, 0, share=1.0)
+    try:
+        for _ in range(3):
+            refresher.request()
+        deadline = time.monotonic() + FIRST_RENDER_CPU_S + 300
+        while refresher.renders == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)  # polls the refresher's own counter: an event, not a guess
+    finally:
+        refresher.close()
+        tracker.close()
+    assert refresher.renders == 1 and refresher.cpu_s > 0
+    assert mlf.get_run(parent).data.tags[tracking.REPORT_STATE] == "final: 2 trials"
+    assert "Cost: not measured" in (tmp_path / "out" / "report.md").read_text()
