@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from divsweep import tracking
 from divsweep.errors import UserError
@@ -117,7 +118,8 @@ def watch(
 
 
 def watch_view(status: SweepStatus) -> Group:
-    """The sweep's row (as `divsweep status` shows it) and its slowest trials."""
+    """The sweep's row (as `divsweep status` shows it), its slowest trials, and where its
+    latest report is."""
     slow = Table(title="slowest trials", title_justify="left")
     slow.add_column("trial", no_wrap=True)
     slow.add_column("state", no_wrap=True)
@@ -131,7 +133,8 @@ def watch_view(status: SweepStatus) -> Group:
             "-" if t.step is None else f"{t.step:.0f}",
             "-" if t.tokens_per_s is None else f"{t.tokens_per_s:,.0f}",
         )
-    return Group(table([status]), slow)
+    # Text, not str: Rich would colour the path's parts, as it highlights any str
+    return Group(table([status]), slow, *map(Text, reports([status])))
 
 
 def _done(counts: dict[str, int]) -> int:
