@@ -169,7 +169,7 @@ def frontier_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
             f", against examples and {HOURS_WORDS[costs[1]]} per trial."
             if len(costs) > 1
             else ", against examples."
-        )  # fmt: skip
+        )
     )
     return _save(fig, out_dir / "frontier.png", "frontier", caption)
 
