@@ -78,6 +78,21 @@ GPU_FIGURES = (
     "power_usage_watts",
     "process_memory_megabytes",
 )
+# What a trial cost (orchestrator/cost.py): the seconds it held the resources Ray granted it and
+# those resources times that time, summed over its attempts; money where the spec prices them.
+# The parent run carries the sweep's totals under the same names, and the prices as params.
+HELD_S, GPU_HOURS, CPU_HOURS, MONEY = (
+    "cost/held_s", "cost/gpu_hours", "cost/cpu_hours", "cost/money"
+)  # fmt: skip
+PRICE_PARAMS = ("cost.gpu_hour", "cost.cpu_hour", "cost.currency")
+# On the parent run: the latest report written for the sweep (a path on the machine that wrote
+# it; also the run's `report/` artifacts) and what it holds ("partial: 3 of 8 trials", "final")
+REPORT, REPORT_STATE = "divsweep.report", "divsweep.report_state"
+# On the parent run, when the sweep ends: how often its report was refreshed while it ran, the
+# CPU seconds those refreshes took, and the driver process's own over the same time
+# (orchestrator/refresh.py)
+REFRESHES, REFRESH_CPU_S = "report/refreshes", "report/refresh_cpu_s"
+DRIVER_CPU_S = "report/driver_cpu_s"
 # MLflow takes at most 1,000 metrics per log_batch
 MAX_BATCH_METRICS = 1000
 # divsweep.status -> MLflow's own run status, so `mlflow ui` agrees with `divsweep status`

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from divsweep import tracking
 from divsweep.errors import UserError
@@ -41,6 +42,9 @@ class SweepStatus:
     elapsed_s: float
     eta_s: float | None
     slowest: tuple[TrialTime, ...] = ()  # the longest-running trials, longest first
+    # the latest report written (a path on the machine that wrote it) and what it holds
+    report: str | None = None
+    report_state: str | None = None
 
     @property
     def done(self) -> int:
@@ -76,6 +80,8 @@ def sweep_status(experiment: str, tracking_uri: str) -> SweepStatus:
         elapsed_s=elapsed,
         eta_s=eta,
         slowest=_slowest(runs),
+        report=parent.data.tags.get(tracking.REPORT),
+        report_state=parent.data.tags.get(tracking.REPORT_STATE),
     )
 
 
@@ -114,7 +120,8 @@ def watch(
 
 
 def watch_view(status: SweepStatus) -> Group:
-    """The sweep's row (as `divsweep status` shows it) and its slowest trials."""
+    """The sweep's row (as `divsweep status` shows it), its slowest trials, and where its
+    latest report is."""
     slow = Table(title="slowest trials", title_justify="left")
     slow.add_column("trial", no_wrap=True)
     slow.add_column("state", no_wrap=True)
@@ -128,7 +135,8 @@ def watch_view(status: SweepStatus) -> Group:
             "-" if t.step is None else f"{t.step:.0f}",
             "-" if t.tokens_per_s is None else f"{t.tokens_per_s:,.0f}",
         )
-    return Group(table([status]), slow)
+    # Text, not str: Rich would colour the path's parts, as it highlights any str
+    return Group(table([status]), slow, *map(Text, reports([status])))
 
 
 def _done(counts: dict[str, int]) -> int:
@@ -182,6 +190,16 @@ def table(statuses: list[SweepStatus]) -> Table:
             "-" if s.eta_s is None else _duration(s.eta_s),
         )
     return out
+
+
+def reports(statuses: list[SweepStatus]) -> list[str]:
+    """Where each sweep's latest report is: its local file and its parent run's artifacts."""
+    return [
+        f"{s.experiment}: latest report ({s.report_state}) at {s.report}, also under report/ "
+        "in the sweep's MLflow run"
+        for s in statuses
+        if s.report is not None
+    ]
 
 
 def _fmt(value: float | None) -> str:

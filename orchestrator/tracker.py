@@ -19,7 +19,8 @@ second, off Tune's loop. So:
 
 Applying a record twice (a crash between applying and marking it) does no harm: an opened run
 is found by its trial key and reopened, an evaluation at or below the run's logged step is
-skipped, a dataset input the run has is skipped, a status is set again.
+skipped, a dataset input the run has is skipped, a status is set again, figures are the same
+points again (same step and time), which MLflow keeps once.
 """
 
 from __future__ import annotations
@@ -129,6 +130,20 @@ class Tracker:
             self.pending.append(record)
             self.changed.notify_all()
 
+    def submitted(self) -> int:
+        """How many records this tracker has been handed, its journal's earlier ones included."""
+        with self.changed:
+            return self.applied + len(self.pending)
+
+    def wait_applied(self, count: int, timeout_s: float) -> bool:
+        """Wait until the first `count` records are in MLflow (False: not within `timeout_s`,
+        or MLflow refused one)."""
+        with self.changed:
+            self.changed.wait_for(
+                lambda: self.applied >= count or self.error is not None, timeout=timeout_s
+            )
+            return self.applied >= count
+
     def drain(self, stall_s: float | None = None) -> tuple[int, str | None]:
         """Wait until every record is in MLflow, MLflow refused one, or nothing went in for
         `stall_s` (default: the MLflow retry window). Returns (records left, refusal)."""
@@ -224,6 +239,15 @@ class Tracker:
                 run.datasets.update(_dataset_id(d) for d in new)
         elif op == "artifact":
             self._log_artifact(mlf, run, record)
+        elif op == "figures":
+            tracking.retrying(
+                tracking.log_metrics,
+                mlf,
+                run.run_id,
+                record["metrics"],
+                record["step"],
+                timestamp_ms=record["timestamp_ms"],
+            )
         elif op == "status":
             if run.status not in record["unless"]:
                 tracking.set_status(mlf, run.run_id, record["status"], record["time_ms"])
@@ -314,6 +338,18 @@ def log_record(
         "last": last,
         "tags": tags,
         "system": system or [],
+    }
+
+
+def figures_record(key: str, metrics: dict[str, float], step: int) -> dict[str, Any]:
+    """Figures about the trial rather than an evaluation (what it cost so far, at `step`):
+    logged whatever the run's logged step, and closing nothing."""
+    return {
+        "op": "figures",
+        "key": key,
+        "step": step,
+        "timestamp_ms": _now_ms(),
+        "metrics": {k: float(v) for k, v in metrics.items()},
     }
 
 

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from divsweep import tracking
 from divsweep.datasets.sampling import allocation
 from divsweep.errors import UserError
+from divsweep.orchestrator.cost import COST_COLUMNS
 from divsweep.tracking import retrying
 from divsweep.trainer import predictions
 
@@ -185,12 +186,10 @@ def _trial_row(run: Run, settings: list[str], logged: tuple[str, ...]) -> dict:
         row["examples_per_instruction"] = row["total_examples"] / row["n_instructions"]
     for metric in (*ACCURACY_METRICS, *OTHER_METRICS, *logged):
         row[column(metric)] = metrics.get(metric, math.nan)
-    # GPU-hours only where the worker ran on GPUs (tags from workers/trial.py); a fractional
-    # GPU share shows one id, so packed trials are counted as whole GPUs (an upper bound).
-    gpu_ids = [g for g in tags.get("divsweep.gpu_ids", "").split(",") if g]
-    on_gpu = row["accelerator"].lower() in ("gpu", "cuda")
-    gpus = max(len(gpu_ids), 1)
-    row["gpu_hours"] = row["wall_time_s"] / 3600 * gpus if on_gpu else math.nan
+    # what the trial held, as the driver measured it (orchestrator/cost.py): a packed trial's
+    # GPU-hours are its share's
+    for col, metric in COST_COLUMNS.items():
+        row[col] = metrics.get(metric, math.nan)
     return row
 
 
@@ -275,7 +274,7 @@ def _trial_row_columns(settings: list[str], logged: tuple[str, ...]) -> Iterable
     yield from settings
     yield from ("data_seed", "effective_instructions")
     yield from (column(m) for m in (*ACCURACY_METRICS, *OTHER_METRICS, *logged))
-    yield "gpu_hours"
+    yield from COST_COLUMNS
 
 
 def histories(tracking_uri: str, run_ids: Iterable[str], metrics: Iterable[str]) -> pd.DataFrame:

@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from divsweep import tracking
+from divsweep.orchestrator import cost
 from divsweep.orchestrator.report import figures as figs
 from divsweep.orchestrator.report.aggregate import AGGREGATED_STATUSES
 from divsweep.orchestrator.report.collect import (
@@ -45,7 +46,7 @@ MAX_LINES = 8  # lines per axis figure; more combinations of the other axes are 
 GROUPS = "n_instructions"  # the number-of-groups axis (instructions, tasks, rules)
 LEVELS = (0.5,)  # fixed headline levels the frontier reads, besides fractions of the best
 COSTS = {"total_examples": "training examples", "gpu_hours": "GPU-hours",
-         "wall_time_s": "wall seconds"}  # fmt: skip
+         "cpu_hours": "CPU-hours", "wall_time_s": "wall seconds"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -152,14 +153,16 @@ def write_core_report(
     fig_dir.mkdir(parents=True, exist_ok=True)
     axes = varied_axes(sweep)
     table = cells(sweep.trials, axes, metric)
-    pages: list[Page] = [summary_page(sweep, headline, table, axes)]
+    parent = tracking.retrying(tracking.client(tracking_uri).get_run, sweep.parent_run_id)
+    spent = cost.summary(sweep.trials, cost.prices_of(parent.data.params))
+    pages: list[Page] = [summary_page(sweep, headline, table, axes, spent)]
     for axis in axes:
         pages.append(axis_page(table, axes, axis, headline, fig_dir))
     if GROUPS in axes:
         pages.append(frontier_page(table, headline, [a for a in axes if a != GROUPS]))
-    for cost, label in COSTS.items():
-        if sweep.trials[cost].nunique() > 1:  # a cost every trial paid alike orders nothing
-            pages.append(pareto_page(sweep.trials, cost, label, headline, axes, fig_dir))
+    for paid, label in COSTS.items():
+        if sweep.trials[paid].nunique() > 1:  # a cost every trial paid alike orders nothing
+            pages.append(pareto_page(sweep.trials, paid, label, headline, axes, fig_dir))
     pages.append(curves_page(sweep, headline, axes, tracking_uri, fig_dir))
     pages.append(trials_page(sweep.trials, axes, sweep.metrics))
     title = f"divsweep report: {sweep.name}"
@@ -183,7 +186,9 @@ def _fmt(value: float) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
 
 
-def summary_page(sweep: Sweep, headline: Headline, table: pd.DataFrame, axes: list[str]) -> Page:
+def summary_page(
+    sweep: Sweep, headline: Headline, table: pd.DataFrame, axes: list[str], spent: str
+) -> Page:
     counts = sweep.trials["status"].value_counts()
     states = ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if counts.get(s, 0))
     grid = f" of {sweep.n_trials} planned" if sweep.n_trials is not None else ""
@@ -203,6 +208,7 @@ def summary_page(sweep: Sweep, headline: Headline, table: pd.DataFrame, axes: li
             f"({int(best['n_seeds'])} seeds: {best['seeds']})."
         )
     lines.append(method_note(set(table["method"])) if not table.empty else "No finished trial.")
+    lines.append(spent)
     return Page("summary", "Sweep", lines)
 
 
@@ -266,5 +272,6 @@ def curves_page(sweep: Sweep, headline: Headline, axes: list[str], uri: str, fig
 def trials_page(trials: pd.DataFrame, axes: list[str], metrics: tuple[str, ...]) -> Page:
     columns = {"trial_key": "trial", "status": "status", **{a: a for a in axes}, "seed": "seed"}
     columns |= {column(m): m for m in sorted(metrics)}
-    columns |= {"wall_time_s": "wall s", "gpu_hours": "GPU-h", "node": "node"}
+    columns |= {"wall_time_s": "wall s", "gpu_hours": "GPU-h", "cpu_hours": "CPU-h",
+                "money": "cost", "node": "node"}  # fmt: skip
     return Page("trials", "All trials", [], None, trials, columns, sortable=True)
