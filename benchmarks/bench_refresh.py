@@ -83,7 +83,10 @@ def main() -> None:
     record(
         "refresh",
         {
-            "refresh.default_share_of_driver_cpu": (default["share_of_driver_cpu"], "<= 0.02"),
+            # the cadence bounds the renders' share of one core of the driver's machine; the
+            # driver process itself uses little CPU (Tune's loop, the tracker), so the renders'
+            # share of the two together is large once one happens (0.40 in a 1,116 s sweep)
+            "refresh.default_share_of_driver_cpu": (default["share_of_driver_cpu"], ""),
             "refresh.default_share_of_one_core": (default["share_of_one_core"], "<= 0.02"),
             "refresh.default_refreshes": (default["refreshes"], ""),
             "refresh.uncapped_share_of_driver_cpu": (eager["share_of_driver_cpu"], ""),
