@@ -116,12 +116,14 @@ def test_each_point_of_two_init_args_is_one_run_with_the_modules_metrics(
     out = tmp_path / "report"
     html = divsweep.report("own", tracking_uri=tracking_uri, out_dir=out).read_text()
     for anchor in ("summary", "axis-model.init_args.hidden", "axis-model.init_args.lr",
-                   "pareto-wall_time_s", "learning-curves", "trials"):  # fmt: skip
+                   "pareto-cpu_hours", "pareto-wall_time_s", "learning-curves",
+                   "trials"):  # fmt: skip
         assert f'id="{anchor}"' in html
     assert "test/exact_match vs model.init_args.hidden" in html
     assert "Headline: test/exact_match (max); selection: val/exact_match (max)" in html
     md = (out / "report.md").read_text()
-    assert md.count("![") == 4  # two axes, the Pareto set, the curves
+    assert md.count("![") == 5  # two axes, the Pareto sets (CPU-hours, wall s), the curves
+    assert "Cost: 0 GPU-hours and " in md  # what the trials held, stated
     summary = pd.read_parquet(out / "summary.parquet")
     assert len(summary) == 4 and summary["n_seeds"].eq(1).all()
     logged = mlf.list_artifacts(sweep.parent_run_id, "report")
