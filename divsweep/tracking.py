@@ -13,6 +13,7 @@ nothing is lost even when it outlasts the retries.
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import os
@@ -31,6 +32,25 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 ROLE, SWEEP, STATUS = "divsweep.role", "divsweep.sweep", "divsweep.status"
+
+
+class Status(str, enum.Enum):
+    """A trial's or a sweep's state, as its run's `divsweep.status` tag spells it; the one
+    place the values are written (as Optuna's TrialState), read by the tracker, `status`, the
+    CLI and the report alike. A str: tags, JSON and tables hold the plain value."""
+
+    RUNNING = "running"
+    FINISHED = "finished"  # trained to its end
+    STOPPED = "stopped"  # stopped early (a scheduler, an interrupted sweep)
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+ENDED = (Status.FINISHED, Status.STOPPED, Status.FAILED)
 KEY = "divsweep.trial_key"
 N_TRIALS = "divsweep.n_trials"  # on the parent run: trials planned, then trials run
 # on the parent run: the metric (and mode) the sweep's scheduler and searches optimised, and
@@ -96,7 +116,8 @@ DRIVER_CPU_S = "report/driver_cpu_s"
 # MLflow takes at most 1,000 metrics per log_batch
 MAX_BATCH_METRICS = 1000
 # divsweep.status -> MLflow's own run status, so `mlflow ui` agrees with `divsweep status`
-RUN_STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "stopped": "KILLED"}
+RUN_STATUS = {Status.RUNNING: "RUNNING", Status.FINISHED: "FINISHED", Status.FAILED: "FAILED",
+              Status.STOPPED: "KILLED"}  # fmt: skip
 # MLflow's own HTTP retries (7, backoff factor 2) would stall a call for minutes; a couple of
 # quick ones, then divsweep's retry loop (which the metric buffer can step out of) take over.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
@@ -312,7 +333,7 @@ def log_metrics(
         mlf.log_batch(run_id, metrics=rows[start : start + MAX_BATCH_METRICS])
     mlf.log_batch(run_id, metrics=rows[tail:], tags=[RunTag(k, v) for k, v in tags.items()])
     if last:
-        mlf.set_terminated(run_id, RUN_STATUS["finished"], end_time=now)
+        mlf.set_terminated(run_id, RUN_STATUS[Status.FINISHED], end_time=now)
 
 
 def system_metrics(samples: list, start_ms: int) -> list:
@@ -358,8 +379,8 @@ def log_datasets(mlf: MlflowClient, run_id: str, datasets: list[dict]) -> None:
 
 def set_status(mlf: MlflowClient, run_id: str, status: str, at_ms: int | None = None) -> None:
     """Set a run's divsweep and MLflow status; an end status ends it at `at_ms` (default now)."""
-    retrying(mlf.set_tag, run_id, STATUS, status)
-    if status == "running":
+    retrying(mlf.set_tag, run_id, STATUS, str(status))
+    if status == Status.RUNNING:
         retrying(mlf.update_run, run_id, status="RUNNING")
     else:
         retrying(mlf.set_terminated, run_id, RUN_STATUS[status], end_time=at_ms)

@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from divsweep.errors import UserError
+from divsweep.tracking import Status
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 REPORTS = Path("reports")  # a sweep's report goes to reports/NAME (divsweep.report's default)
@@ -120,7 +121,7 @@ def status(
     tracking_uri = _tracking_uri(experiment, tracking_uri, storage_path)
     check_reachable(absolute_uri(tracking_uri))
     if watch:
-        if watch_sweep(experiment, tracking_uri).counts.get("failed"):
+        if watch_sweep(experiment, tracking_uri).counts.get(Status.FAILED):
             raise typer.Exit(FAILED_EXIT)
         return
 
@@ -156,7 +157,7 @@ def _finish(sweep, report_dir: Path | None) -> None:
         )
         raise typer.Exit(130)  # as for any Ctrl-C
     ended = ", ".join(f"{n} {status}" for status, n in sweep.outcome.items())
-    failed = sweep.outcome.get("failed", 0)
+    failed = sweep.outcome.get(Status.FAILED, 0)
     verdict = "ended with failed trials" if failed else "finished"
     typer.echo(f"sweep {sweep.name} {verdict}: {ended}; MLflow: {sweep.tracking_uri}")
     # what finished is reported even when some trials failed; the exit code says they did

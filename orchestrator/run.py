@@ -25,6 +25,7 @@ from divsweep.orchestrator import cost, storage
 from divsweep.orchestrator.refresh import Refresher
 from divsweep.orchestrator.spec import SweepSpec, load_spec, parse_spec
 from divsweep.orchestrator.tracker import JOURNAL_FILE, Tracker
+from divsweep.tracking import Status
 
 STATE_FILE = "sweep.json"
 TUNE_DIR = "trials"  # the sweep's Tune experiment, inside its folder
@@ -33,7 +34,7 @@ DEFAULT_STORAGE = Path(".divsweep/ray_results")
 # object storage cannot do) and mirrored to `<sweep folder>/journal/` (orchestrator/storage.py)
 LOCAL_JOURNALS = Path(".divsweep/journals")
 JOURNAL_DIR = "journal"
-OUTCOMES = ("finished", "failed", "stopped")
+OUTCOMES = (Status.FINISHED, Status.FAILED, Status.STOPPED)  # as the summary line counts
 
 
 @dataclass
@@ -148,7 +149,7 @@ def resume(
     connect(address)
     storage.preflight(sweep.directory)
     mlf = tracking.client(sweep.tracking_uri)
-    tracking.set_status(mlf, sweep.parent_run_id, "running")
+    tracking.set_status(mlf, sweep.parent_run_id, Status.RUNNING)
     sweep.interrupted = False
     # the new tracker first sends what the old driver's had journaled and not yet sent
     with _failing(mlf, sweep), _tracker(sweep, new_sweep=False) as sweep_tracker:
@@ -249,7 +250,7 @@ def _cut_off(grid, spec: SweepSpec, experiment_dir: str) -> bool:
 def _interrupted(mlf, sweep: Sweep) -> Sweep:
     sweep.interrupted = True
     sweep.save()
-    tracking.set_status(mlf, sweep.parent_run_id, "stopped")
+    tracking.set_status(mlf, sweep.parent_run_id, Status.STOPPED)
     return sweep
 
 
@@ -260,7 +261,9 @@ def _conclude(mlf, sweep: Sweep) -> Sweep:
     ended = collections.Counter(r.data.tags.get(tracking.STATUS) for r in runs)
     sweep.outcome = {status: ended[status] for status in OUTCOMES}
     sweep.save()
-    tracking.set_status(mlf, sweep.parent_run_id, "failed" if ended["failed"] else "finished")
+    tracking.set_status(
+        mlf, sweep.parent_run_id, Status.FAILED if ended[Status.FAILED] else Status.FINISHED
+    )
     return sweep
 
 
@@ -274,7 +277,7 @@ def _failing(mlf, sweep: Sweep) -> Iterator[None]:
         # an MLflow that is away stays unmarked (its records wait in the journal for resume)
         with contextlib.suppress(Exception):
             tracking.check_reachable(sweep.tracking_uri)
-            tracking.set_status(mlf, sweep.parent_run_id, "failed")
+            tracking.set_status(mlf, sweep.parent_run_id, Status.FAILED)
         raise
 
 

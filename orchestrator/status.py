@@ -13,9 +13,10 @@ from rich.text import Text
 from divsweep import tracking
 from divsweep.errors import UserError
 from divsweep.orchestrator.spec import BUILTIN_HEADLINE, Selection
+from divsweep.tracking import ENDED, Status
 
-STATES = ("running", "finished", "stopped", "failed")
-DONE = ("finished", "stopped", "failed")
+STATES = (Status.RUNNING, Status.FINISHED, Status.STOPPED, Status.FAILED)
+DONE = ENDED
 SLOWEST = 5  # trials listed by `--watch`
 SEEN = "seen/exact_match"  # the built-in study's; trials of other modules have none
 WATCH_EVERY_S = 2.0
@@ -60,15 +61,19 @@ def sweep_status(experiment: str, tracking_uri: str) -> SweepStatus:
     runs = tracking.trial_runs(mlf, exp_id, parent.info.run_id)
     counts: dict[str, int] = {}
     for r in runs:
-        state = r.data.tags.get(tracking.STATUS, "running")
+        state = r.data.tags.get(tracking.STATUS, Status.RUNNING)
         counts[state] = counts.get(state, 0) + 1
     n_trials = max(int(parent.data.tags.get(tracking.N_TRIALS, 0)), len(runs))
-    state = parent.data.tags.get(tracking.STATUS, "running")
-    end = parent.info.end_time if state != "running" and parent.info.end_time else None
+    state = parent.data.tags.get(tracking.STATUS, Status.RUNNING)
+    end = parent.info.end_time if state != Status.RUNNING and parent.info.end_time else None
     elapsed = ((end or time.time() * 1000) - parent.info.start_time) / 1000
     done = _done(counts)
     # throughput so far (trials done per second of sweep) projected over what is left
-    eta = elapsed / done * (n_trials - done) if 0 < done < n_trials and state == "running" else None
+    eta = (
+        elapsed / done * (n_trials - done)
+        if 0 < done < n_trials and state == Status.RUNNING
+        else None
+    )
     return SweepStatus(
         experiment=experiment,
         state=state,
@@ -90,7 +95,7 @@ def _slowest(runs) -> tuple[TrialTime, ...]:
     times = [
         TrialTime(
             name=r.info.run_name,
-            state=r.data.tags.get(tracking.STATUS, "running"),
+            state=r.data.tags.get(tracking.STATUS, Status.RUNNING),
             elapsed_s=((r.info.end_time or now_ms) - r.info.start_time) / 1000,
             step=r.data.metrics.get("step"),
             tokens_per_s=r.data.metrics.get("output_tokens_per_s"),
@@ -112,7 +117,7 @@ def watch(
 
     current = sweep_status(experiment, tracking_uri)
     with Live(watch_view(current), console=console, auto_refresh=False) as live:
-        while current.state == "running":
+        while current.state == Status.RUNNING:
             time.sleep(every_s)
             current = sweep_status(experiment, tracking_uri)
             live.update(watch_view(current), refresh=True)

@@ -38,6 +38,7 @@ from typing import Any
 
 from divsweep import tracking
 from divsweep.orchestrator import storage
+from divsweep.tracking import Status
 
 logger = logging.getLogger(__name__)
 
@@ -221,10 +222,10 @@ class Tracker:
                 run_id = tracking.create_trial_run(
                     mlf, self.exp_id, key, name, record["params"], tags, record["time_ms"]
                 )
-                self.runs[key] = TrialRun(run_id, -1.0, "running", record["time_ms"])
+                self.runs[key] = TrialRun(run_id, -1.0, Status.RUNNING, record["time_ms"])
             else:
                 tracking.reopen_trial_run(mlf, run.run_id, record["tags"])
-                run.status = "running"
+                run.status = Status.RUNNING
             return
         run = self._run(mlf, key)
         if run is None:  # a status for a trial that failed before its run was opened
@@ -289,9 +290,9 @@ class Tracker:
         if fresh:
             run.logged_step = record["step"]
         elif record["last"]:
-            tracking.set_status(mlf, run.run_id, "finished", record["timestamp_ms"])
+            tracking.set_status(mlf, run.run_id, Status.FINISHED, record["timestamp_ms"])
         if record["last"]:
-            run.status = "finished"
+            run.status = Status.FINISHED
 
     def _run(self, mlf, key: str) -> TrialRun | None:
         """The trial's run: opened by this tracker, or (a resumed sweep) by an earlier one."""
@@ -301,7 +302,7 @@ class Tracker:
                 self.runs[key] = TrialRun(
                     found.info.run_id,
                     found.data.metrics.get("step", -1.0),
-                    found.data.tags.get(tracking.STATUS, "running"),
+                    found.data.tags.get(tracking.STATUS, Status.RUNNING),
                     found.info.start_time,
                     {(i.dataset.name, i.dataset.digest) for i in found.inputs.dataset_inputs},
                 )

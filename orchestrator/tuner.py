@@ -34,6 +34,7 @@ from divsweep.orchestrator.tracker import (
     open_record,
     status_record,
 )
+from divsweep.tracking import Status
 from divsweep.trainer import predictions
 from divsweep.trainer.callback import MetricNotLogged
 from divsweep.trainer.config import flat_params, parse_trial_config, trial_key
@@ -229,7 +230,7 @@ class TrackingCallback(tune.Callback):
         # was restarted from its final checkpoint after a driver died (its reopened run is
         # closed here). Without early stopping, a trial that reports nothing more also ran to
         # its end (Tune's saved last result predates it); with it, it was stopped.
-        status = "finished" if ended or not self.early_stopping else "stopped"
+        status = Status.FINISHED if ended or not self.early_stopping else Status.STOPPED
         key = _key(trial)
         # the built-in study's last evaluation's per-example predictions
         if trial.checkpoint is not None and not is_user_trial(trial.config["trial"]):
@@ -237,11 +238,11 @@ class TrackingCallback(tune.Callback):
             source = storage_uri.location_of(checkpoint.filesystem, checkpoint.path)
             record = artifact_record(key, source, predictions.FILE, predictions.ARTIFACT_DIR)
             self.tracker.submit(record)
-        self.tracker.submit(status_record(key, status, unless=("finished", "stopped")))
+        self.tracker.submit(status_record(key, status, unless=(Status.FINISHED, Status.STOPPED)))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._note_problem(trial)
-        self.tracker.submit(status_record(_key(trial), "failed", unless=("failed",)))
+        self.tracker.submit(status_record(_key(trial), Status.FAILED, unless=(Status.FAILED,)))
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         self._note_problem(trial)  # a retry would only fail the same way

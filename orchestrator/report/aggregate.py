@@ -15,13 +15,14 @@ from divsweep.orchestrator.report.intervals import (
     rule_counts,
     trial_interval,
 )
+from divsweep.tracking import Status
 from divsweep.trainer import predictions
 
 # One grid cell = every resolved axis except the seed: these, and the sweep's other settings.
 CELL = ["distribution", "alpha", "p_pattern_present", "total_examples", "n_instructions",
         "examples_per_instruction"]  # fmt: skip
 # Early-stopped and running trials did not train to the end; averaging them in would mix budgets.
-AGGREGATED_STATUSES = ("finished",)
+AGGREGATED_STATUSES = (Status.FINISHED,)
 
 
 def metric_counts(examples: pd.DataFrame | None, metric: str) -> pd.DataFrame | None:

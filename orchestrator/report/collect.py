@@ -20,16 +20,17 @@ from divsweep import tracking
 from divsweep.datasets.sampling import allocation
 from divsweep.errors import UserError
 from divsweep.orchestrator.cost import COST_COLUMNS
-from divsweep.tracking import retrying
+from divsweep.tracking import ENDED, Status, retrying
 from divsweep.trainer import predictions
 
 ROLE_TAG, SWEEP_TAG, STATUS_TAG = tracking.ROLE, tracking.SWEEP, tracking.STATUS
 N_TRIALS_TAG, TRIAL_KEY_TAG = tracking.N_TRIALS, tracking.KEY
 
-STATUSES = ("finished", "running", "stopped", "failed")
+STATUSES = (Status.FINISHED, Status.RUNNING, Status.STOPPED, Status.FAILED)
 # A run whose worker died before tagging it still has MLflow's own lifecycle status.
-_MLFLOW_STATUS = {"FINISHED": "finished", "RUNNING": "running", "SCHEDULED": "running",
-                  "FAILED": "failed", "KILLED": "stopped"}  # fmt: skip
+_MLFLOW_STATUS = {"FINISHED": Status.FINISHED, "RUNNING": Status.RUNNING,
+                  "SCHEDULED": Status.RUNNING, "FAILED": Status.FAILED,
+                  "KILLED": Status.STOPPED}  # fmt: skip
 
 # Resolved axes: tidy column name → flattened param name (docs/architecture.md).
 AXIS_PARAMS = {
@@ -98,11 +99,11 @@ class Sweep:
 
     @property
     def n_done(self) -> int:
-        return int(self.trials["status"].isin(["finished", "stopped", "failed"]).sum())
+        return int(self.trials["status"].isin(ENDED).sum())
 
     @property
     def partial(self) -> bool:
-        running = bool((self.trials["status"] == "running").any())
+        running = bool((self.trials["status"] == Status.RUNNING).any())
         return running or (self.n_trials is not None and self.n_done < self.n_trials)
 
 
@@ -165,7 +166,7 @@ def axis_column(path: str) -> str:
 
 def _trial_row(run: Run, settings: list[str], logged: tuple[str, ...]) -> dict:
     params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
-    status = tags.get(STATUS_TAG) or _MLFLOW_STATUS.get(run.info.status, "running")
+    status = str(tags.get(STATUS_TAG) or _MLFLOW_STATUS.get(run.info.status, Status.RUNNING))
     row: dict = {
         "run_id": run.info.run_id,
         "trial_key": tags.get(TRIAL_KEY_TAG, run.info.run_id),
@@ -203,7 +204,7 @@ def _best(client: MlflowClient, run_id: str) -> dict[str, float]:
 
 def _latest_per_trial(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per trial key: a resumed trial that got a second run is counted once."""
-    rank = {"finished": 3, "stopped": 2, "failed": 1, "running": 0}
+    rank = {Status.FINISHED: 3, Status.STOPPED: 2, Status.FAILED: 1, Status.RUNNING: 0}
     order = trials.assign(_rank=trials["status"].map(rank).fillna(0))
     order = order.sort_values(["_rank", "start_time"], ascending=[False, False])
     return order.drop_duplicates("trial_key").drop(columns="_rank").reset_index(drop=True)

@@ -39,6 +39,7 @@ from divsweep.orchestrator.report.intervals import (
     method_note,
 )
 from divsweep.orchestrator.report.render import Page, page_html, page_markdown
+from divsweep.tracking import Status
 
 ARTIFACT_DIR = "report"
 N_CURVES = 6
@@ -256,7 +257,7 @@ def pareto_page(
 
 
 def curves_page(sweep: Sweep, headline: Headline, axes: list[str], uri: str, fig_dir) -> Page:
-    done = sweep.trials[sweep.trials["status"] != "failed"]
+    done = sweep.trials[sweep.trials["status"] != Status.FAILED]
     lowest_seed = done[done["seed"] == done["seed"].min()] if done["seed"].notna().any() else done
     ordered = lowest_seed.sort_values(axes) if axes else lowest_seed
     picks = ordered.iloc[np.unique(np.linspace(0, len(ordered) - 1, N_CURVES).round().astype(int))]

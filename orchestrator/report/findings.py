@@ -32,6 +32,7 @@ from divsweep.orchestrator.report.transition import (
     bracket,
     crossing,
 )
+from divsweep.tracking import Status
 
 UNSEEN, SEEN = "unseen_exact_match", "seen_exact_match"
 APPLIED = "unseen_applied_exact_match"  # unseen inputs that contain the rule's pattern
@@ -155,7 +156,9 @@ def search_cost_sentence(trials: pd.DataFrame) -> str | None:
     """What an adaptive search's n_instructions values cost against a full grid at the finest
     step it reached: per budget, geometric levels from its smallest to its largest I at that
     step, times the seeds."""
-    ref = reference_slice(trials[trials["status"] != "failed"]).dropna(subset=["n_instructions"])
+    ref = reference_slice(trials[trials["status"] != Status.FAILED]).dropna(
+        subset=["n_instructions"]
+    )
     if ref.empty:
         return None
     grid = 0
@@ -325,7 +328,7 @@ def coverage_sentence(trials: pd.DataFrame, examples: pd.DataFrame, metric: str)
     unseen = examples[examples["split"] == "unseen"]
     if metric == APPLIED:
         unseen = unseen[unseen["applied"]]
-    ref = reference_slice(trials[trials["status"] == "finished"])
+    ref = reference_slice(trials[trials["status"] == Status.FINISHED])
     budget = ref["total_examples"].value_counts().idxmax() if len(ref) else None
     ref = ref[ref["total_examples"] == budget][["run_id", "n_instructions"]]
     rows = unseen.merge(ref, on="run_id")
@@ -432,9 +435,9 @@ def headline(
             f"{_metric_words(tail_metric)} {worst[tail_metric]:.2f} at alpha {worst['alpha']:g} "
             f"(uniform: {base}){trained}."
         )
-    if sweep.trials["status"].isin(["failed", "stopped"]).any():
-        n_failed = int((sweep.trials["status"] == "failed").sum())
-        n_stopped = int((sweep.trials["status"] == "stopped").sum())
+    if sweep.trials["status"].isin([Status.FAILED, Status.STOPPED]).any():
+        n_failed = int((sweep.trials["status"] == Status.FAILED).sum())
+        n_stopped = int((sweep.trials["status"] == Status.STOPPED).sum())
         out.append(f"{n_failed} trial(s) failed and {n_stopped} were stopped early (listed below).")
     return out
 

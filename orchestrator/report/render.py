@@ -12,6 +12,7 @@ import pandas as pd
 
 from divsweep.orchestrator.report.collect import swept_settings
 from divsweep.orchestrator.report.figures import Figure
+from divsweep.tracking import Status
 
 # Stable anchors: the integration test checks that a report holds every one of them.
 SECTION_IDS = (
@@ -98,7 +99,7 @@ def _trial_columns(trials: pd.DataFrame) -> dict[str, str]:
 
 
 def _problem_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    return trials[trials["status"].isin(["failed", "stopped"])]
+    return trials[trials["status"].isin([Status.FAILED, Status.STOPPED])]
 
 
 def _status_line(c: ReportContent) -> str:

@@ -35,6 +35,7 @@ from divsweep.orchestrator.report.frontier import targets
 from divsweep.orchestrator.report.intervals import method_note
 from divsweep.orchestrator.report.render import ReportContent, render_html, render_markdown
 from divsweep.orchestrator.report.transition import estimate_per_budget
+from divsweep.tracking import Status
 
 AGGREGATED = [column(m) for m in ACCURACY_METRICS] + [
     "best_unseen_exact_match", "best_seen_exact_match", "step", "wall_time_s", "gpu_hours",
@@ -48,7 +49,7 @@ N_CURVES = 4
 
 def _representative(sweep: Sweep) -> dict[str, str]:
     """Run id → label for a few learning curves: lowest seed, spread over n_instructions."""
-    ref = reference_slice(sweep.trials[sweep.trials["status"] != "failed"])
+    ref = reference_slice(sweep.trials[sweep.trials["status"] != Status.FAILED])
     if ref.empty:
         return {}
     ref = ref[ref["total_examples"] == ref["total_examples"].max()]
