@@ -31,6 +31,7 @@ from divsweep.orchestrator.report.intervals import (
 )
 from divsweep.orchestrator.report.transition import (
     FAILS,
+    FEW_SEEDS,
     GENERALIZES,
     MIN_LEVELS,
     RULES_ONLY,
@@ -230,7 +231,7 @@ def test_fit_places_a_known_step_inside_its_bracket() -> None:
     levels = [10, 30, 100, 300, 1000, 3000]
     trials, counts = _step_sweep(levels, 2, 200, np.random.default_rng(1))
     fit = estimate(trials, counts)
-    assert fit is not None and fit.interval_method == SEEDS_THEN_RULES
+    assert fit is not None and fit.interval_method == f"{SEEDS_THEN_RULES}; {FEW_SEEDS}"
     assert 100 <= fit.midpoint <= 300
     assert 100 <= fit.ci_low <= fit.midpoint <= fit.ci_high <= 300
     single = estimate(*_step_sweep(levels, 1, 200, np.random.default_rng(2)))
