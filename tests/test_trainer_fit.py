@@ -11,9 +11,10 @@ import pytest
 from divsweep.datasets import build
 from divsweep.datasets.sampling import allocate
 from divsweep.trainer import predictions
+from divsweep.trainer.checkpoint import CHECKPOINT_FILE
 from divsweep.trainer.config import TrialConfig, parse_trial_config
 from divsweep.trainer.data import TrialDataModule
-from divsweep.trainer.fit import CHECKPOINT_FILE, fit, fit_datamodule
+from divsweep.trainer.fit import fit, fit_datamodule
 
 TASK = {
     "alphabet_size": 4,

@@ -16,15 +16,33 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
+from ray.tune.trainable.function_trainable import wrap_function
 
+from divsweep.trainer.preemption import NOTICE
 from divsweep.workers.inputs import describe
 from divsweep.workers.sysmetrics import Sampler
 
 # The key of what a trial adds to each result for the driver's tracking: the names of its
 # metrics (the rest of a Tune result is Tune's), its total steps, where it runs (tags), its
-# system metrics since the last result (`SYSTEM`) and, with an attempt's first result, its
-# datasets (`DATASETS`).
-TRACKING, DATASETS, SYSTEM = "divsweep", "datasets", "system"
+# system metrics since the last result (`SYSTEM`), with an attempt's first result its datasets
+# (`DATASETS`) and, with the checkpoint a preemption notice made, the notice's source
+# (`PREEMPTED`).
+TRACKING, DATASETS, SYSTEM, PREEMPTED = "divsweep", "datasets", "system", "preempted"
+
+
+def preemptible(function):
+    """`function` as a Tune trainable whose process hears preemption notices from its start
+    (trainer/preemption.py). Tune runs a function trial in a thread of its own, and only the
+    main thread, where the trainable's `setup` runs, may set a SIGTERM handler."""
+
+    class Preemptible(wrap_function(function)):
+        def setup(self, config):
+            import ray
+
+            NOTICE.listen(ray.get_runtime_context().get_node_id())
+            super().setup(config)
+
+    return Preemptible
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -130,6 +148,8 @@ def _reporter(placement: dict[str, str], sampler: Sampler, unreported: list[dict
         if unreported:
             info[DATASETS] = unreported.copy()
             unreported.clear()
+        if NOTICE.given.is_set():  # a trial reports only once after a notice: its checkpoint
+            info[PREEMPTED] = NOTICE.source
         tune.report({**metrics, TRACKING: info}, checkpoint=checkpoint)
 
     return report
