@@ -49,7 +49,11 @@ GRACE_S = 30.0
 
 
 class Preempted(RuntimeError):
-    """The trial stopped on a preemption notice, its checkpoint at that step reported."""
+    """The trial stopped on a preemption notice at `step`, its checkpoint there reported."""
+
+    def __init__(self, step: int, source: str | None) -> None:
+        super().__init__(f"stopped at step {step} on a {source} notice, checkpoint reported")
+        self.step = step
 
 
 class Notice:
@@ -112,7 +116,7 @@ class Notice:
             while time.time() < until:
                 time.sleep(min(1.0, max(0.0, until - time.time())))
             logger.warning("node not taken %.0f s past its drain deadline; leaving it", GRACE_S)
-        raise Preempted(f"stopped at step {step} on a {self.source} notice, checkpoint reported")
+        raise Preempted(step, self.source)
 
 
 NOTICE = Notice()

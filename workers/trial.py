@@ -37,7 +37,10 @@ def preemptible(function):
 
     class Preemptible(wrap_function(function)):
         def setup(self, config):
+            # imported here: the class travels by value (cloudpickle), its globals with it
             import ray
+
+            from divsweep.trainer.preemption import NOTICE
 
             NOTICE.listen(ray.get_runtime_context().get_node_id())
             super().setup(config)
