@@ -34,7 +34,7 @@ class ReportEachValidation(pl.Callback):
     `selection` is the metric the sweep's scheduler and searches read; a module that has not
     logged it by its first report fails the trial with one line naming what it did log.
     Older checkpoints are removed once a newer one has been reported. On a preemption notice
-    (CheckpointOnNotice) it checkpoints and reports what the module has logged so far."""
+    (CheckpointOnNotice) it checkpoints and reports the step, epoch and wall time."""
 
     def __init__(self, workdir: Path, report: Report | None, key: str, selection: str | None):
         self.workdir, self.report, self.selection = Path(workdir), report, selection
@@ -69,8 +69,9 @@ class ReportEachValidation(pl.Callback):
             self._report(trainer)
 
     def checkpoint_on_notice(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
-        # the selection metric may not be logged yet between validations: no check here
-        self._checkpoint(trainer, _logged(trainer) | metrics)
+        # not what the module logged: between validations its validation metrics are the last
+        # validation's, and MLflow would file them under this step
+        self._checkpoint(trainer, metrics)
 
     def _report(self, trainer: pl.Trainer) -> None:
         step = trainer.global_step

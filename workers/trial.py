@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import socket
 import tempfile
 from pathlib import Path
@@ -74,7 +75,8 @@ def run_trial(config: dict[str, Any]) -> None:
         Sampler(gpu_ids) as sampler,
         tempfile.TemporaryDirectory(prefix="divsweep-trial-") as workdir,
     ):
-        report = _reporter(placement_tags(accelerator, gpu_ids), sampler, unreported)
+        placement = placement_tags(accelerator, gpu_ids)
+        report = _reporter(placement, sampler, unreported, ctx.get("selection_metric"))
         fit_datamodule(
             trial,
             datamodule,
@@ -107,13 +109,13 @@ def run_user_trial(config: dict[str, Any]) -> None:
         Sampler(gpu_ids) as sampler,
         tempfile.TemporaryDirectory(prefix="divsweep-trial-") as workdir,
     ):
-        send = _reporter(placement_tags(accelerator, gpu_ids), sampler, unreported)
+        selection = ctx.get("selection_metric")
+        send = _reporter(placement_tags(accelerator, gpu_ids), sampler, unreported, selection)
 
         def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
             # the callback knows the trial's length once training starts
             send(metrics, checkpoint_dir, callback.total_steps)
 
-        selection = ctx.get("selection_metric")
         callback = ReportEachValidation(Path(workdir), report, trial_key(trial), selection)
         fit_user_trial(
             trial,
@@ -137,10 +139,14 @@ def placement_tags(accelerator: str, gpu_ids: list[str]) -> dict[str, str]:
     }
 
 
-def _reporter(placement: dict[str, str], sampler: Sampler, unreported: list[dict]):
+def _reporter(
+    placement: dict[str, str], sampler: Sampler, unreported: list[dict], selection: str | None
+):
     """`report(metrics, checkpoint_dir, total_steps)`: one Tune result with what the driver's
     tracking needs (metric names, where the trial runs, its system metrics since the last
-    report, and with an attempt's first report its datasets)."""
+    report, with an attempt's first report its datasets, with a notice's checkpoint the
+    notice's source)."""
+    evaluated: dict[str, float] = {}  # the selection metric's last value, this attempt
 
     def report(metrics: dict[str, float], checkpoint_dir: Path | None, total_steps) -> None:
         checkpoint = (
@@ -151,9 +157,17 @@ def _reporter(placement: dict[str, str], sampler: Sampler, unreported: list[dict
         if unreported:
             info[DATASETS] = unreported.copy()
             unreported.clear()
+        carried = {}
+        if selection in metrics:
+            evaluated[selection] = metrics[selection]
+        elif selection is not None and NOTICE.given.is_set():
+            # Tune's searchers and schedulers read the selection metric in every result, and
+            # a notice's checkpoint comes without an evaluation: the last one's value (NaN
+            # before any, which they skip), for Tune only (not in `info`: MLflow has it)
+            carried[selection] = evaluated.get(selection, math.nan)
         if NOTICE.given.is_set():  # a trial reports only once after a notice: its checkpoint
             info[PREEMPTED] = NOTICE.source
-        tune.report({**metrics, TRACKING: info}, checkpoint=checkpoint)
+        tune.report({**carried, **metrics, TRACKING: info}, checkpoint=checkpoint)
 
     return report
 
