@@ -5,14 +5,15 @@ its notice to its checkpoint reported, for the cpu-repro model and the paper mod
 on trial-tiny's data: the model's size, not the data's, sets the checkpoint) trains while notices
 come at random moments from another thread, mid-step, as the SIGTERM handler and the drain
 watcher give them; each attempt stops at its checkpoint on notice and the next resumes from it.
-Steps lost: steps an attempt trained past the checkpoint its successor resumes from (trained
-twice; tests/test_drills_preemption.py checks the same on real Ray). Notice to checkpoint: from
+Steps lost: steps an attempt trained past the step its successor started from (trained twice;
+tests/test_drills_preemption.py checks the same on real Ray). Notice to checkpoint: from
 the notice to its checkpoint reported, i.e. the rest of the step in flight plus the write, the
 notice a node needs at least; checkpoint write: `checkpoint.write` alone, median of three.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import tempfile
@@ -27,10 +28,11 @@ from divsweep.datasets import build
 from divsweep.datasets.vocab import VOCAB
 from divsweep.orchestrator.spec import load_spec
 from divsweep.trainer import checkpoint, preemption
-from divsweep.trainer.config import TrialConfig, load_trial_config
+from divsweep.trainer.config import TrialConfig, load_trial_config, trial_key
 from divsweep.trainer.data import TrialDataModule
 from divsweep.trainer.fit import build_trainer, fit_datamodule, quiet_lightning
 from divsweep.trainer.module import TrialModule
+from divsweep.trainer.pause import PAUSE_DIR, starts
 
 ROOT = Path(__file__).parents[1]
 MODELS = {"cpu_repro": "cpu-repro.yaml", "paper": "paper.yaml"}  # in configs/
@@ -56,8 +58,10 @@ def model_trial(spec: Path) -> TrialConfig:
 
 
 def preempted_attempts(cfg: TrialConfig, dm: TrialDataModule, workdir: Path, rng) -> dict:
-    """NOTICES attempts, each stopped by a notice; what each lost and how long each took."""
-    resume, lost, notice_to_report, sizes = None, [], [], []
+    """NOTICES attempts, each stopped by a notice and the next resumed from its checkpoint:
+    the steps each preemption lost (the stopped attempt's last step against the step its
+    successor started from, as the drill hook records it), and how long each notice took."""
+    resume, stopped_at, notice_to_report, sizes = None, [], [], []
     for attempt in range(NOTICES):
         # each attempt in a fresh process would hear its own notice: here, a fresh Notice
         preemption.NOTICE = notice = preemption.Notice()
@@ -65,7 +69,7 @@ def preempted_attempts(cfg: TrialConfig, dm: TrialDataModule, workdir: Path, rng
         reported: dict = {}
 
         def report(metrics, folder, reported=reported):
-            reported.update(step=int(metrics["step"]), at=time.perf_counter(), folder=folder)
+            reported.update(at=time.perf_counter(), folder=folder)
 
         def give(notice=notice, given=given):
             given.append(time.perf_counter())
@@ -77,12 +81,14 @@ def preempted_attempts(cfg: TrialConfig, dm: TrialDataModule, workdir: Path, rng
             fit_datamodule(cfg, dm, resume_from=resume, report=report,
                            workdir=workdir / f"attempt-{attempt}", accelerator="cpu")  # fmt: skip
         except preemption.Preempted as stopped:
-            lost.append(stopped.step - reported["step"])
+            stopped_at.append(stopped.step)
         else:
             raise AssertionError("the attempt ended without its notice")
         notice_to_report.append(reported["at"] - given[0])
         sizes.append(sum(f.stat().st_size for f in reported["folder"].iterdir()) / 1e6)
         resume = reported["folder"]
+    first_steps = starts(workdir / "pauses", trial_key(cfg))[1:]  # of each resumed attempt
+    lost = [last - (first - 1) for last, first in zip(stopped_at, first_steps, strict=False)]
     return {"lost": lost, "notice_to_report_s": notice_to_report, "checkpoint_mb": sizes}
 
 
@@ -109,7 +115,10 @@ def main() -> None:
             cfg = model_trial(ROOT / "configs" / spec)
             data = build(cfg.data, cfg.eval, Path(scratch) / "cache")
             dm = TrialDataModule.attach(data, cfg.train, cfg.seed)
+            # the drill hook's record of where each attempt started (it pauses nowhere here)
+            os.environ[PAUSE_DIR] = str(Path(scratch) / name / "pauses")
             got = preempted_attempts(cfg, dm, Path(scratch) / name, rng)
+            del os.environ[PAUSE_DIR]
             written = write_s(cfg, dm, Path(scratch) / name / "write")
             figures[f"preemption.{name}.checkpoint_write_s"] = (written, "")
             lost += got["lost"]

@@ -145,7 +145,7 @@ def test_drained_node_trial_checkpoints_at_its_step_and_resumes_elsewhere(tmp_pa
             )
             # the cloud takes the instance at the deadline, not before
             wait_for(lambda: time.time() > deadline, "the drain deadline", driver)
-            cluster.kill_worker_raylet()
+            cluster.reclaim_worker_node()
             with releasing(pauses):
                 _, err = driver.communicate(timeout=400)
         finally:
