@@ -19,7 +19,7 @@ from typing import Any
 from ray import tune
 from ray.tune.trainable.function_trainable import wrap_function
 
-from divsweep.trainer.preemption import NOTICE
+from divsweep.trainer import preemption
 from divsweep.workers.inputs import describe
 from divsweep.workers.sysmetrics import Sampler
 
@@ -41,9 +41,9 @@ def preemptible(function):
             # imported here: the class travels by value (cloudpickle), its globals with it
             import ray
 
-            from divsweep.trainer.preemption import NOTICE
+            from divsweep.trainer import preemption
 
-            NOTICE.listen(ray.get_runtime_context().get_node_id())
+            preemption.NOTICE.listen(ray.get_runtime_context().get_node_id())
             super().setup(config)
 
     return Preemptible
@@ -160,13 +160,13 @@ def _reporter(
         carried = {}
         if selection in metrics:
             evaluated[selection] = metrics[selection]
-        elif selection is not None and NOTICE.given.is_set():
+        elif selection is not None and preemption.NOTICE.given.is_set():
             # Tune's searchers and schedulers read the selection metric in every result, and
             # a notice's checkpoint comes without an evaluation: the last one's value (NaN
             # before any, which they skip), for Tune only (not in `info`: MLflow has it)
             carried[selection] = evaluated.get(selection, math.nan)
-        if NOTICE.given.is_set():  # a trial reports only once after a notice: its checkpoint
-            info[PREEMPTED] = NOTICE.source
+        if preemption.NOTICE.given.is_set():  # after a notice, one report: its checkpoint
+            info[PREEMPTED] = preemption.NOTICE.source
         tune.report({**carried, **metrics, TRACKING: info}, checkpoint=checkpoint)
 
     return report
