@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -308,10 +309,10 @@ class ProgressDisplay:
 
     def show(self, trials) -> None:
         states = [t.status for t in trials]
-        best = max(
-            (t.last_result[self.metric] for t in trials if self.metric in (t.last_result or {})),
-            default=None,
-        )
+        results = [t.last_result or {} for t in trials]
+        values = [r[self.metric] for r in results if self.metric in r]
+        # NaN: a trial's checkpoint on a preemption notice, before its first evaluation
+        best = max((v for v in values if not math.isnan(v)), default=None)
         text = f"running {states.count('RUNNING')}  errored {states.count('ERROR')}" + (
             "" if best is None else f"  best {self.metric} {best:.3f}"
         )
