@@ -105,6 +105,15 @@ def train_window(
 
 def packed_tokens_per_s(cfg: TrialConfig, n: int, cache: Path, accelerator: str) -> float:
     """Aggregate output tokens/s of `n` trainer processes training `cfg` at once."""
+    windows = packed_windows(cfg, n, cache, accelerator)
+    span = max(w["end"] for w in windows) - min(w["start"] for w in windows)
+    return sum(w["tokens"] for w in windows) / span
+
+
+def packed_windows(
+    cfg: TrialConfig, n: int, cache: Path, accelerator: str
+) -> list[dict[str, float]]:
+    """The timed windows (`train_window`) of `n` trainer processes training `cfg` at once."""
     build(cfg.data, cfg.eval, cache)  # once, before the processes attach it
     with tempfile.TemporaryDirectory(prefix="divsweep-packing-") as tmp:
         tmp = Path(tmp)
@@ -143,9 +152,7 @@ def packed_tokens_per_s(cfg: TrialConfig, n: int, cache: Path, accelerator: str)
                 p.kill()
         if any(codes):
             raise RuntimeError(f"a packed trainer failed: exit codes {codes}")
-        windows = [json.loads((tmp / f"window{i}.json").read_text()) for i in range(n)]
-    span = max(w["end"] for w in windows) - min(w["start"] for w in windows)
-    return sum(w["tokens"] for w in windows) / span
+        return [json.loads((tmp / f"window{i}.json").read_text()) for i in range(n)]
 
 
 def worker(tmp: str, cache: str, accelerator: str, out: str) -> None:

@@ -112,6 +112,33 @@ def _as_task(value: Any) -> Any:
 Task = Annotated[SerializeAsAny[TaskBase], BeforeValidator(_as_task)]
 
 
+# How a training set is sized and spread over its instructions (or a user table's groups):
+# the checks and the total that the built-in DataConfig and grouped.GroupedDataConfig share.
+
+
+def alpha_iff_powerlaw(cls, value: float | None, info: ValidationInfo) -> float | None:
+    if (value is None) == (info.data.get("distribution") == "powerlaw"):
+        raise ValueError("alpha is required for distribution 'powerlaw' and only for it")
+    return value
+
+
+def one_size(cls, value: int | None, info: ValidationInfo) -> int | None:
+    """`budget`: exactly one of it and examples_per_instruction, and an example per
+    instruction at least when spread uniformly."""
+    if (value is None) == (info.data.get("examples_per_instruction") is None):
+        raise ValueError("give exactly one of examples_per_instruction and budget")
+    n = info.data.get("n_instructions")
+    if value is not None and n and info.data.get("distribution") == "uniform" and value < n:
+        raise ValueError(f"must be >= n_instructions ({n}) for a uniform distribution")
+    return value
+
+
+def total_examples(cfg: Any) -> int:
+    if cfg.budget is not None:
+        return cfg.budget
+    return cfg.n_instructions * cfg.examples_per_instruction
+
+
 class DataConfig(FrozenConfig):
     """One training set: `n_instructions` rules, and either examples per rule or a total budget.
 
@@ -163,22 +190,8 @@ class DataConfig(FrozenConfig):
             raise ValueError(problem)
         return value
 
-    @field_validator("alpha")
-    @classmethod
-    def _alpha_iff_powerlaw(cls, value: float | None, info: ValidationInfo) -> float | None:
-        if (value is None) == (info.data.get("distribution") == "powerlaw"):
-            raise ValueError("alpha is required for distribution 'powerlaw' and only for it")
-        return value
-
-    @field_validator("budget")
-    @classmethod
-    def _one_size(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if (value is None) == (info.data.get("examples_per_instruction") is None):
-            raise ValueError("give exactly one of examples_per_instruction and budget")
-        n = info.data.get("n_instructions")
-        if value is not None and n and info.data.get("distribution") == "uniform" and value < n:
-            raise ValueError(f"must be >= n_instructions ({n}) for a uniform distribution")
-        return value
+    _alpha_iff_powerlaw = field_validator("alpha")(alpha_iff_powerlaw)
+    _one_size = field_validator("budget")(one_size)
 
     @property
     def rule_order_seed(self) -> int | None:
@@ -189,9 +202,7 @@ class DataConfig(FrozenConfig):
 
     @property
     def total_examples(self) -> int:
-        if self.budget is not None:
-            return self.budget
-        return self.n_instructions * self.examples_per_instruction
+        return total_examples(self)
 
 
 class EvalConfig(FrozenConfig):

@@ -32,9 +32,10 @@ from typing import ClassVar, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 
 from divsweep.config import FrozenConfig
+from divsweep.datasets.config import alpha_iff_powerlaw, one_size, total_examples
 from divsweep.errors import SpecError
 
 GROUP_ID = "group_id"
@@ -100,19 +101,8 @@ class GroupedDataConfig(FrozenConfig):
         None, ge=0, validate_default=True, description="order of the groups drawn; None: seed"
     )
 
-    @field_validator("alpha")
-    @classmethod
-    def _alpha_iff_powerlaw(cls, value: float | None, info: ValidationInfo) -> float | None:
-        if (value is None) == (info.data.get("distribution") == "powerlaw"):
-            raise ValueError("alpha is required for distribution 'powerlaw' and only for it")
-        return value
-
-    @field_validator("budget")
-    @classmethod
-    def _one_size(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if (value is None) == (info.data.get("examples_per_instruction") is None):
-            raise ValueError("give exactly one of examples_per_instruction and budget")
-        return value
+    _alpha_iff_powerlaw = field_validator("alpha")(alpha_iff_powerlaw)
+    _one_size = field_validator("budget")(one_size)
 
     @property
     def group_order_seed(self) -> int:
@@ -120,9 +110,7 @@ class GroupedDataConfig(FrozenConfig):
 
     @property
     def total_examples(self) -> int:
-        if self.budget is not None:
-            return self.budget
-        return self.n_instructions * self.examples_per_instruction
+        return total_examples(self)
 
 
 # ---- reading the source in record batches ---------------------------------------------------

@@ -13,6 +13,7 @@ nothing is lost even when it outlasts the retries.
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import os
@@ -31,6 +32,25 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 ROLE, SWEEP, STATUS = "divsweep.role", "divsweep.sweep", "divsweep.status"
+
+
+class Status(str, enum.Enum):
+    """A trial's or a sweep's state, as its run's `divsweep.status` tag spells it; the one
+    place the values are written (as Optuna's TrialState), read by the tracker, `status`, the
+    CLI and the report alike. A str: tags, JSON and tables hold the plain value."""
+
+    RUNNING = "running"
+    FINISHED = "finished"  # trained to its end
+    STOPPED = "stopped"  # stopped early (a scheduler, an interrupted sweep)
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+ENDED = (Status.FINISHED, Status.STOPPED, Status.FAILED)
 KEY = "divsweep.trial_key"
 # on a trial run: the source of its latest preemption notice (trainer/preemption.py: drain,
 # sigterm), and as a metric at each notice's step, how many notices it has stopped at so far
@@ -41,6 +61,19 @@ N_TRIALS = "divsweep.n_trials"  # on the parent run: trials planned, then trials
 SELECTION, SEARCH = "divsweep.selection", "divsweep.search"
 # on the parent run: the metric (and mode) its report puts first, as the study declares it
 HEADLINE = "divsweep.headline"
+
+
+def metric_tag(metric: str, mode: str) -> str:
+    """The value of a SELECTION or HEADLINE tag: `metric (mode)`."""
+    return f"{metric} ({mode})"
+
+
+def read_metric_tag(text: str) -> tuple[str, str]:
+    """(metric, mode) of a SELECTION or HEADLINE tag's value."""
+    metric, _, mode = text.rpartition(" (")
+    return metric, mode.rstrip(")")
+
+
 # on the parent run: whose trials the sweep ran, the built-in study's or the user's own
 # LightningModule's (USER_STUDY); a parent without the tag predates user trials: built-in
 STUDY, BUILTIN_STUDY, USER_STUDY = "divsweep.study", "builtin", "lightning"
@@ -68,10 +101,26 @@ GPU_FIGURES = (
     "power_usage_watts",
     "process_memory_megabytes",
 )
+# What a trial cost (orchestrator/cost.py): the seconds it held the resources Ray granted it and
+# those resources times that time, summed over its attempts; money where the spec prices them.
+# The parent run carries the sweep's totals under the same names, and the prices as params.
+HELD_S, GPU_HOURS, CPU_HOURS, MONEY = (
+    "cost/held_s", "cost/gpu_hours", "cost/cpu_hours", "cost/money"
+)  # fmt: skip
+PRICE_PARAMS = ("cost.gpu_hour", "cost.cpu_hour", "cost.currency")
+# On the parent run: the latest report written for the sweep (a path on the machine that wrote
+# it; also the run's `report/` artifacts) and what it holds ("partial: 3 of 8 trials", "final")
+REPORT, REPORT_STATE = "divsweep.report", "divsweep.report_state"
+# On the parent run, when the sweep ends: how often its report was refreshed while it ran, the
+# CPU seconds those refreshes took, and the driver process's own over the same time
+# (orchestrator/refresh.py)
+REFRESHES, REFRESH_CPU_S = "report/refreshes", "report/refresh_cpu_s"
+DRIVER_CPU_S = "report/driver_cpu_s"
 # MLflow takes at most 1,000 metrics per log_batch
 MAX_BATCH_METRICS = 1000
 # divsweep.status -> MLflow's own run status, so `mlflow ui` agrees with `divsweep status`
-RUN_STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "stopped": "KILLED"}
+RUN_STATUS = {Status.RUNNING: "RUNNING", Status.FINISHED: "FINISHED", Status.FAILED: "FAILED",
+              Status.STOPPED: "KILLED"}  # fmt: skip
 # MLflow's own HTTP retries (7, backoff factor 2) would stall a call for minutes; a couple of
 # quick ones, then divsweep's retry loop (which the metric buffer can step out of) take over.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
@@ -287,7 +336,7 @@ def log_metrics(
         mlf.log_batch(run_id, metrics=rows[start : start + MAX_BATCH_METRICS])
     mlf.log_batch(run_id, metrics=rows[tail:], tags=[RunTag(k, v) for k, v in tags.items()])
     if last:
-        mlf.set_terminated(run_id, RUN_STATUS["finished"], end_time=now)
+        mlf.set_terminated(run_id, RUN_STATUS[Status.FINISHED], end_time=now)
 
 
 def system_metrics(samples: list, start_ms: int) -> list:
@@ -333,8 +382,8 @@ def log_datasets(mlf: MlflowClient, run_id: str, datasets: list[dict]) -> None:
 
 def set_status(mlf: MlflowClient, run_id: str, status: str, at_ms: int | None = None) -> None:
     """Set a run's divsweep and MLflow status; an end status ends it at `at_ms` (default now)."""
-    retrying(mlf.set_tag, run_id, STATUS, status)
-    if status == "running":
+    retrying(mlf.set_tag, run_id, STATUS, str(status))
+    if status == Status.RUNNING:
         retrying(mlf.update_run, run_id, status="RUNNING")
     else:
         retrying(mlf.set_terminated, run_id, RUN_STATUS[status], end_time=at_ms)

@@ -13,8 +13,10 @@ from pathlib import Path
 import typer
 
 from divsweep.errors import UserError
+from divsweep.tracking import Status
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+REPORTS = Path("reports")  # a sweep's report goes to reports/NAME (divsweep.report's default)
 ADDRESS = typer.Option(
     None, "--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:10001."
 )
@@ -56,7 +58,9 @@ def run(
         None, "--tracking-uri", help="MLflow tracking URI (default: the spec's)."
     ),
     storage_path: str | None = typer.Option(None, "--storage-path", help=STORAGE_HELP),
-    no_report: bool = typer.Option(False, "--no-report", help="Skip the report at the end."),
+    no_report: bool = typer.Option(
+        False, "--no-report", help="No report: neither refreshed while it runs nor at the end."
+    ),
 ) -> None:
     """Run a sweep: every trial scheduled by Ray Tune, tracked in MLflow, then the report.
     Exits 1 if any trial failed, 2 if the sweep could not start."""
@@ -66,8 +70,9 @@ def run(
     loaded = load_spec(spec)  # a bad spec fails here, before Ray or MLflow start
     if storage_path is not None:
         loaded = loaded.model_copy(update={"storage_path": _storage(storage_path)})
-    sweep = run_sweep(loaded, address=address, tracking_uri=tracking_uri)
-    _finish(sweep, no_report)
+    report_dir = None if no_report else REPORTS / loaded.experiment
+    sweep = run_sweep(loaded, address=address, tracking_uri=tracking_uri, report_dir=report_dir)
+    _finish(sweep, report_dir)
 
 
 def resume(
@@ -77,19 +82,23 @@ def resume(
         None, "--tracking-uri", help="Where the sweep's parent run is (to find its folder)."
     ),
     storage_path: str | None = typer.Option(None, "--storage-path", help=STORAGE_HELP),
-    no_report: bool = typer.Option(False, "--no-report", help="Skip the report at the end."),
+    no_report: bool = typer.Option(
+        False, "--no-report", help="No report: neither refreshed while it runs nor at the end."
+    ),
 ) -> None:
     """Continue an interrupted sweep (Ctrl-C, driver crash) from its trials' checkpoints, on
     this machine or any other that reaches its storage. Exits 1 if any trial failed."""
     from divsweep.orchestrator.run import resume as resume_sweep
 
+    report_dir = None if no_report else REPORTS / experiment
     sweep = resume_sweep(
         experiment,
         address=address,
         tracking_uri=tracking_uri,
         storage_path=_storage(storage_path),
+        report_dir=report_dir,
     )
-    _finish(sweep, no_report)
+    _finish(sweep, report_dir)
 
 
 def status(
@@ -103,7 +112,7 @@ def status(
     """Trials by state, best accuracy so far, progress and ETA (read from MLflow)."""
     from rich.console import Console
 
-    from divsweep.orchestrator.status import sweep_names, sweep_status, table
+    from divsweep.orchestrator.status import reports, sweep_names, sweep_status, table
     from divsweep.orchestrator.status import watch as watch_sweep
     from divsweep.tracking import absolute_uri, check_reachable
 
@@ -112,14 +121,17 @@ def status(
     tracking_uri = _tracking_uri(experiment, tracking_uri, storage_path)
     check_reachable(absolute_uri(tracking_uri))
     if watch:
-        if watch_sweep(experiment, tracking_uri).counts.get("failed"):
+        if watch_sweep(experiment, tracking_uri).counts.get(Status.FAILED):
             raise typer.Exit(FAILED_EXIT)
         return
 
     names = [experiment] if experiment else sweep_names(tracking_uri)
     if not names:
         raise UserError(f"no divsweep sweeps in {tracking_uri}")
-    Console().print(table([sweep_status(name, tracking_uri) for name in names]))
+    statuses = [sweep_status(name, tracking_uri) for name in names]
+    Console().print(table(statuses))
+    for line in reports(statuses):
+        typer.echo(line)
 
 
 def report(
@@ -138,41 +150,37 @@ def report(
     typer.echo(f"report: {path.resolve()}")  # absolute: openable from anywhere
 
 
-def _finish(sweep, no_report: bool) -> None:
+def _finish(sweep, report_dir: Path | None) -> None:
     if sweep.interrupted:
         typer.echo(
             f"sweep interrupted; continue with: divsweep resume {sweep.experiment}", err=True
         )
         raise typer.Exit(130)  # as for any Ctrl-C
     ended = ", ".join(f"{n} {status}" for status, n in sweep.outcome.items())
-    failed = sweep.outcome.get("failed", 0)
+    failed = sweep.outcome.get(Status.FAILED, 0)
     verdict = "ended with failed trials" if failed else "finished"
     typer.echo(f"sweep {sweep.name} {verdict}: {ended}; MLflow: {sweep.tracking_uri}")
     # what finished is reported even when some trials failed; the exit code says they did
-    if not no_report:
-        _report(sweep)
+    if report_dir is not None:
+        _report(report_dir, builtin=not sweep.spec.user_study)
     if failed:
         typer.echo(f"{failed} trial(s) failed: see their runs in MLflow", err=True)
         raise typer.Exit(FAILED_EXIT)
 
 
-def _report(sweep) -> None:
-    try:
-        from divsweep import report as write
-
-        path = write(sweep.experiment, tracking_uri=sweep.tracking_uri)
-    except ModuleNotFoundError as err:
-        if "report" not in str(err):
-            raise
-        typer.echo("report module not installed; skipping the report", err=True)
-        return
+def _report(report_dir: Path, builtin: bool) -> None:
+    """Where the sweep's final report is (its run wrote it), and for the built-in study its
+    transition line (it reads the built-in metrics)."""
+    path = report_dir / "report.html"
     typer.echo(f"report: {path.resolve()}")  # absolute: openable from anywhere
+    if not builtin:
+        return
     import pandas as pd
 
     from divsweep.orchestrator.report.findings import transition_line
 
     # the report's own summary table, so the terminal says what the report says
-    line = transition_line(pd.read_parquet(path.parent / "summary.parquet"))
+    line = transition_line(pd.read_parquet(report_dir / "summary.parquet"))
     if line:
         typer.echo(line)
 

@@ -21,9 +21,11 @@ import yaml
 
 from divsweep import tracking
 from divsweep.errors import UserError
-from divsweep.orchestrator import storage
+from divsweep.orchestrator import cost, storage
+from divsweep.orchestrator.refresh import Refresher
 from divsweep.orchestrator.spec import SweepSpec, load_spec, parse_spec
 from divsweep.orchestrator.tracker import JOURNAL_FILE, Tracker
+from divsweep.tracking import Status
 
 STATE_FILE = "sweep.json"
 TUNE_DIR = "trials"  # the sweep's Tune experiment, inside its folder
@@ -32,7 +34,7 @@ DEFAULT_STORAGE = Path(".divsweep/ray_results")
 # object storage cannot do) and mirrored to `<sweep folder>/journal/` (orchestrator/storage.py)
 LOCAL_JOURNALS = Path(".divsweep/journals")
 JOURNAL_DIR = "journal"
-OUTCOMES = ("finished", "failed", "stopped")
+OUTCOMES = (Status.FINISHED, Status.FAILED, Status.STOPPED)  # as the summary line counts
 
 
 @dataclass
@@ -65,10 +67,13 @@ def run(
     address: str | None = None,
     tracking_uri: str | None = None,
     progress: bool = True,
+    report_dir: str | Path | None = None,
 ) -> Sweep:
     """Run a sweep (a spec file or a loaded `SweepSpec`) on local Ray or the cluster at
-    `address`; every trial is an MLflow run under the sweep's parent run. Returns the sweep;
-    after Ctrl-C `.interrupted` is set, and `resume(name)` goes on from there."""
+    `address`; every trial is an MLflow run under the sweep's parent run. With `report_dir`,
+    the sweep's report there (and on its parent run) is refreshed as trials end and rewritten
+    when the sweep ends (orchestrator/refresh.py). Returns the sweep; after Ctrl-C
+    `.interrupted` is set, and `resume(name)` goes on from there."""
     from divsweep.orchestrator.search import make_searcher
 
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
@@ -101,16 +106,17 @@ def run(
     )
     with _failing(mlf, sweep):
         tracking.retrying(mlf.set_tag, parent, "divsweep.sweep_dir", directory)
-        selection = f"{spec.selection.metric} ({spec.selection.mode})"
+        selection = tracking.metric_tag(spec.selection.metric, spec.selection.mode)
         tracking.retrying(mlf.set_tag, parent, tracking.SELECTION, selection)
-        headline = f"{spec.headline_metric.metric} ({spec.headline_metric.mode})"
+        headline = tracking.metric_tag(spec.headline_metric.metric, spec.headline_metric.mode)
         tracking.retrying(mlf.set_tag, parent, tracking.HEADLINE, headline)
         study = tracking.USER_STUDY if spec.user_study else tracking.BUILTIN_STUDY
         tracking.retrying(mlf.set_tag, parent, tracking.STUDY, study)
         tracking.retrying(mlf.set_tag, parent, tracking.SEARCH, spec.search.kind)
+        cost.log_prices(mlf, parent, spec.cost)
         sweep.save()
         with _tracker(sweep, new_sweep=True) as sweep_tracker:
-            return _fit(sweep, spec, sweep_tracker, progress, restore=False)
+            return _fit(sweep, spec, sweep_tracker, progress, report_dir, restore=False)
 
 
 def build_sweep_data(spec: SweepSpec, progress: bool) -> None:
@@ -132,9 +138,10 @@ def resume(
     tracking_uri: str | None = None,
     storage_path: str | Path | None = None,
     progress: bool = True,
+    report_dir: str | Path | None = None,
 ) -> Sweep:
     """Go on with an interrupted sweep: finished trials are kept, unfinished ones continue
-    from their last checkpoint, each in its own MLflow run."""
+    from their last checkpoint, each in its own MLflow run (`report_dir`: as for `run`)."""
     check_address(address)
     sweep = locate(experiment, tracking_uri=tracking_uri, storage_path=storage_path)
     spec = sweep.spec
@@ -142,20 +149,29 @@ def resume(
     connect(address)
     storage.preflight(sweep.directory)
     mlf = tracking.client(sweep.tracking_uri)
-    tracking.set_status(mlf, sweep.parent_run_id, "running")
+    tracking.set_status(mlf, sweep.parent_run_id, Status.RUNNING)
     sweep.interrupted = False
     # the new tracker first sends what the old driver's had journaled and not yet sent
     with _failing(mlf, sweep), _tracker(sweep, new_sweep=False) as sweep_tracker:
-        return _fit(sweep, spec, sweep_tracker, progress, restore=True)
+        return _fit(sweep, spec, sweep_tracker, progress, report_dir, restore=True)
 
 
-def _fit(sweep: Sweep, spec: SweepSpec, sweep_tracker: Tracker, progress: bool, restore: bool):
+def _fit(
+    sweep: Sweep,
+    spec: SweepSpec,
+    sweep_tracker: Tracker,
+    progress: bool,
+    report_dir: str | Path | None,
+    restore: bool,
+):
     """Run the sweep's Tuner (a new one, or the saved one restored) to its end or a Ctrl-C."""
     from divsweep.orchestrator.search import make_searcher
     from divsweep.orchestrator.tuner import (
+        CostCallback,
         Driver,
         ProgressCallback,
         ProgressDisplay,
+        RefreshCallback,
         SpecProblemStop,
         TrackingCallback,
         attach,
@@ -175,6 +191,9 @@ def _fit(sweep: Sweep, spec: SweepSpec, sweep_tracker: Tracker, progress: bool, 
         early_stopping = spec.scheduler.kind != "fifo"
         callbacks = [
             TrackingCallback(sweep.directory, sweep.name, early_stopping),
+            CostCallback(sweep.directory, spec.cost),
+            # after the tracking and cost callbacks: a refresh holds what they recorded
+            RefreshCallback(sweep.directory),
             ProgressCallback(sweep.directory),
         ]
         context = {
@@ -184,18 +203,35 @@ def _fit(sweep: Sweep, spec: SweepSpec, sweep_tracker: Tracker, progress: bool, 
         }
         stopper = SpecProblemStop(sweep.directory)
         tuner = make_tuner(spec, context, folder, TUNE_DIR, callbacks, stopper)
-    driver = Driver(sweep_tracker, display)
-    with attach(sweep.directory, driver), display or contextlib.nullcontext():
-        grid = tuner.fit()
+    refresher = (
+        None
+        if report_dir is None
+        else Refresher(sweep.experiment, sweep.tracking_uri, Path(report_dir), sweep_tracker)
+    )
+    driver = Driver(sweep_tracker, display, refresher)
+    try:
+        with attach(sweep.directory, driver), display or contextlib.nullcontext():
+            grid = tuner.fit()
+    finally:
+        if refresher is not None:
+            refresher.close()
     # what the trials logged is in MLflow before the sweep says it ended
     _drain(sweep_tracker, sweep)
     if driver.problem is not None:  # the spec's mistake, found by a trial: bad input
         # (_failing marks the parent run FAILED)
         raise UserError(f"sweep {sweep.name} stopped: {driver.problem}")
     tracking.retrying(mlf.set_tag, sweep.parent_run_id, tracking.N_TRIALS, str(len(grid)))
+    cost.log_totals(mlf, sweep.experiment_id, sweep.parent_run_id)
+    if refresher is not None:
+        refresher.log(mlf, sweep.parent_run_id)
     if _cut_off(grid, spec, storage.join(folder, TUNE_DIR)):
         return _interrupted(mlf, sweep)
-    return _conclude(mlf, sweep)
+    sweep = _conclude(mlf, sweep)
+    if report_dir is not None:  # the final report replaces the last refresh
+        from divsweep.orchestrator.report import write_report
+
+        write_report(sweep.experiment, sweep.tracking_uri, Path(report_dir))
+    return sweep
 
 
 def _cut_off(grid, spec: SweepSpec, experiment_dir: str) -> bool:
@@ -214,7 +250,7 @@ def _cut_off(grid, spec: SweepSpec, experiment_dir: str) -> bool:
 def _interrupted(mlf, sweep: Sweep) -> Sweep:
     sweep.interrupted = True
     sweep.save()
-    tracking.set_status(mlf, sweep.parent_run_id, "stopped")
+    tracking.set_status(mlf, sweep.parent_run_id, Status.STOPPED)
     return sweep
 
 
@@ -225,7 +261,9 @@ def _conclude(mlf, sweep: Sweep) -> Sweep:
     ended = collections.Counter(r.data.tags.get(tracking.STATUS) for r in runs)
     sweep.outcome = {status: ended[status] for status in OUTCOMES}
     sweep.save()
-    tracking.set_status(mlf, sweep.parent_run_id, "failed" if ended["failed"] else "finished")
+    tracking.set_status(
+        mlf, sweep.parent_run_id, Status.FAILED if ended[Status.FAILED] else Status.FINISHED
+    )
     return sweep
 
 
@@ -239,7 +277,7 @@ def _failing(mlf, sweep: Sweep) -> Iterator[None]:
         # an MLflow that is away stays unmarked (its records wait in the journal for resume)
         with contextlib.suppress(Exception):
             tracking.check_reachable(sweep.tracking_uri)
-            tracking.set_status(mlf, sweep.parent_run_id, "failed")
+            tracking.set_status(mlf, sweep.parent_run_id, Status.FAILED)
         raise
 
 

@@ -18,6 +18,7 @@ search: grid                              # or {random: 8}, {optuna: 32},
 selection: {metric: unseen_val/exact_match, mode: max}  # what the scheduler and searches optimise
 scheduler: {kind: asha, grace_period: 50} # or fifo
 resources: {cpu: 1, gpu: 0.25}
+cost: {gpu_hour: 2.5, cpu_hour: 0.04}     # optional prices per hour of what `resources` grants
 max_concurrent_trials: 4
 retries: 2
 tracking: {uri: "sqlite:///mlflow.db"}    # experiment defaults to `name`
@@ -146,12 +147,28 @@ class Resources(FrozenConfig):
     gpu: float = Field(default=0, ge=0, le=1)
 
 
+# a price: a finite number >= 0, never text or a bool that pydantic would read as one
+Price = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
+
+
+class Prices(FrozenConfig):
+    """Prices per hour of the resources Ray grants a trial (`resources`): the sweep's cost in
+    money is its accelerator-hours and CPU-hours at these (orchestrator/cost.py). A price left
+    out counts as 0 (a cloud that bills the node per GPU prices the CPUs with it)."""
+
+    gpu_hour: Price = 0.0
+    cpu_hour: Price = 0.0
+    currency: Annotated[str, Field(min_length=1)] = "USD"
+
+
 class Tracking(FrozenConfig):
     uri: str = "sqlite:///mlflow.db"
     experiment: str | None = None
 
 
 Section = dict[str, Any]
+# the built-in study's: exact match on its held-out test rules
+BUILTIN_HEADLINE = Headline(metric="unseen/exact_match", mode="max")
 
 
 class SweepSpec(FrozenConfig):
@@ -174,6 +191,7 @@ class SweepSpec(FrozenConfig):
     headline: Headline | None = None
     scheduler: Scheduler = Scheduler()
     resources: Resources = Resources()
+    cost: Prices | None = None
     max_concurrent_trials: int | None = Field(default=None, ge=1)
     retries: int = Field(default=0, ge=0)
     tracking: Tracking = Tracking()
@@ -217,7 +235,7 @@ class SweepSpec(FrozenConfig):
             return self.headline
         if self.user_study:
             return Headline(metric=self.selection.metric, mode=self.selection.mode)
-        return Headline(metric="unseen/exact_match", mode="max")
+        return BUILTIN_HEADLINE
 
     @property
     def grid_axes(self) -> dict[str, list]:

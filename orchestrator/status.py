@@ -8,13 +8,17 @@ from dataclasses import dataclass
 
 from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from divsweep import tracking
 from divsweep.errors import UserError
+from divsweep.orchestrator.spec import BUILTIN_HEADLINE, Selection
+from divsweep.tracking import ENDED, Status
 
-STATES = ("running", "finished", "stopped", "failed")
-DONE = ("finished", "stopped", "failed")
+STATES = (Status.RUNNING, Status.FINISHED, Status.STOPPED, Status.FAILED)
+DONE = ENDED
 SLOWEST = 5  # trials listed by `--watch`
+SEEN = "seen/exact_match"  # the built-in study's; trials of other modules have none
 WATCH_EVERY_S = 2.0
 
 
@@ -33,12 +37,15 @@ class SweepStatus:
     state: str  # the parent run's divsweep.status (running/finished/stopped)
     n_trials: int
     counts: dict[str, int]  # trials by divsweep.status; trials not started yet are absent
-    best_seen: float | None
-    best_val: float | None  # held-out validation rules: what selection reads
-    best_unseen: float | None  # held-out test rules: what the report headlines
+    best_seen: float | None  # the built-in study's seen rules (None for other trials)
+    best_val: float | None  # the selection metric (held-out validation rules or groups)
+    best_unseen: float | None  # the headline metric (held-out test rules or groups)
     elapsed_s: float
     eta_s: float | None
     slowest: tuple[TrialTime, ...] = ()  # the longest-running trials, longest first
+    # the latest report written (a path on the machine that wrote it) and what it holds
+    report: str | None = None
+    report_state: str | None = None
 
     @property
     def done(self) -> int:
@@ -54,26 +61,32 @@ def sweep_status(experiment: str, tracking_uri: str) -> SweepStatus:
     runs = tracking.trial_runs(mlf, exp_id, parent.info.run_id)
     counts: dict[str, int] = {}
     for r in runs:
-        state = r.data.tags.get(tracking.STATUS, "running")
+        state = r.data.tags.get(tracking.STATUS, Status.RUNNING)
         counts[state] = counts.get(state, 0) + 1
     n_trials = max(int(parent.data.tags.get(tracking.N_TRIALS, 0)), len(runs))
-    state = parent.data.tags.get(tracking.STATUS, "running")
-    end = parent.info.end_time if state != "running" and parent.info.end_time else None
+    state = parent.data.tags.get(tracking.STATUS, Status.RUNNING)
+    end = parent.info.end_time if state != Status.RUNNING and parent.info.end_time else None
     elapsed = ((end or time.time() * 1000) - parent.info.start_time) / 1000
     done = _done(counts)
     # throughput so far (trials done per second of sweep) projected over what is left
-    eta = elapsed / done * (n_trials - done) if 0 < done < n_trials and state == "running" else None
+    eta = (
+        elapsed / done * (n_trials - done)
+        if 0 < done < n_trials and state == Status.RUNNING
+        else None
+    )
     return SweepStatus(
         experiment=experiment,
         state=state,
         n_trials=n_trials,
         counts=counts,
-        best_seen=_best(runs, "seen/exact_match"),
-        best_val=_best(runs, "unseen_val/exact_match"),
-        best_unseen=_best(runs, "unseen/exact_match"),
+        best_seen=_best(runs, SEEN, "max"),
+        best_val=_best(runs, *_metric(parent, tracking.SELECTION, Selection())),
+        best_unseen=_best(runs, *_metric(parent, tracking.HEADLINE, BUILTIN_HEADLINE)),
         elapsed_s=elapsed,
         eta_s=eta,
         slowest=_slowest(runs),
+        report=parent.data.tags.get(tracking.REPORT),
+        report_state=parent.data.tags.get(tracking.REPORT_STATE),
     )
 
 
@@ -82,7 +95,7 @@ def _slowest(runs) -> tuple[TrialTime, ...]:
     times = [
         TrialTime(
             name=r.info.run_name,
-            state=r.data.tags.get(tracking.STATUS, "running"),
+            state=r.data.tags.get(tracking.STATUS, Status.RUNNING),
             elapsed_s=((r.info.end_time or now_ms) - r.info.start_time) / 1000,
             step=r.data.metrics.get("step"),
             tokens_per_s=r.data.metrics.get("output_tokens_per_s"),
@@ -104,7 +117,7 @@ def watch(
 
     current = sweep_status(experiment, tracking_uri)
     with Live(watch_view(current), console=console, auto_refresh=False) as live:
-        while current.state == "running":
+        while current.state == Status.RUNNING:
             time.sleep(every_s)
             current = sweep_status(experiment, tracking_uri)
             live.update(watch_view(current), refresh=True)
@@ -112,7 +125,8 @@ def watch(
 
 
 def watch_view(status: SweepStatus) -> Group:
-    """The sweep's row (as `divsweep status` shows it) and its slowest trials."""
+    """The sweep's row (as `divsweep status` shows it), its slowest trials, and where its
+    latest report is."""
     slow = Table(title="slowest trials", title_justify="left")
     slow.add_column("trial", no_wrap=True)
     slow.add_column("state", no_wrap=True)
@@ -126,16 +140,24 @@ def watch_view(status: SweepStatus) -> Group:
             "-" if t.step is None else f"{t.step:.0f}",
             "-" if t.tokens_per_s is None else f"{t.tokens_per_s:,.0f}",
         )
-    return Group(table([status]), slow)
+    # Text, not str: Rich would colour the path's parts, as it highlights any str
+    return Group(table([status]), slow, *map(Text, reports([status])))
 
 
 def _done(counts: dict[str, int]) -> int:
     return sum(counts.get(s, 0) for s in DONE)
 
 
-def _best(runs, metric: str) -> float | None:
+def _metric(parent, tag: str, untagged) -> tuple[str, str]:
+    """(metric, mode) of a parent's `metric (mode)` tag; a sweep run before the tag existed
+    ran the built-in study with its default `untagged`."""
+    text = parent.data.tags.get(tag)
+    return (untagged.metric, untagged.mode) if text is None else tracking.read_metric_tag(text)
+
+
+def _best(runs, metric: str, mode: str) -> float | None:
     values = [r.data.metrics[metric] for r in runs if metric in r.data.metrics]
-    return max(values, default=None)
+    return (max if mode == "max" else min)(values, default=None)
 
 
 def sweep_names(tracking_uri: str) -> list[str]:
@@ -153,8 +175,9 @@ def sweep_names(tracking_uri: str) -> list[str]:
 def table(statuses: list[SweepStatus]) -> Table:
     out = Table(
         title="divsweep sweeps",
-        caption="best = highest exact match of any trial so far (val / test: held-out "
-        "validation / test rules)",
+        caption="best of any trial so far: seen = the built-in study's exact match on its "
+        "training rules; val = the sweep's selection metric, test = its headline metric "
+        "(held-out validation / test rules or groups)",
     )
     out.add_column("sweep", no_wrap=True)
     out.add_column("state", no_wrap=True)
@@ -172,6 +195,16 @@ def table(statuses: list[SweepStatus]) -> Table:
             "-" if s.eta_s is None else _duration(s.eta_s),
         )
     return out
+
+
+def reports(statuses: list[SweepStatus]) -> list[str]:
+    """Where each sweep's latest report is: its local file and its parent run's artifacts."""
+    return [
+        f"{s.experiment}: latest report ({s.report_state}) at {s.report}, also under report/ "
+        "in the sweep's MLflow run"
+        for s in statuses
+        if s.report is not None
+    ]
 
 
 def _fmt(value: float | None) -> str:

@@ -19,7 +19,8 @@ second, off Tune's loop. So:
 
 Applying a record twice (a crash between applying and marking it) does no harm: an opened run
 is found by its trial key and reopened, an evaluation at or below the run's logged step is
-skipped, a dataset input the run has is skipped, a status is set again.
+skipped, a dataset input the run has is skipped, a status is set again, figures are the same
+points again (same step and time), which MLflow keeps once.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 
 from divsweep import tracking
 from divsweep.orchestrator import storage
+from divsweep.tracking import Status
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +131,20 @@ class Tracker:
             self.pending.append(record)
             self.changed.notify_all()
 
+    def submitted(self) -> int:
+        """How many records this tracker has been handed, its journal's earlier ones included."""
+        with self.changed:
+            return self.applied + len(self.pending)
+
+    def wait_applied(self, count: int, timeout_s: float) -> bool:
+        """Wait until the first `count` records are in MLflow (False: not within `timeout_s`,
+        or MLflow refused one)."""
+        with self.changed:
+            self.changed.wait_for(
+                lambda: self.applied >= count or self.error is not None, timeout=timeout_s
+            )
+            return self.applied >= count
+
     def drain(self, stall_s: float | None = None) -> tuple[int, str | None]:
         """Wait until every record is in MLflow, MLflow refused one, or nothing went in for
         `stall_s` (default: the MLflow retry window). Returns (records left, refusal)."""
@@ -206,10 +222,10 @@ class Tracker:
                 run_id = tracking.create_trial_run(
                     mlf, self.exp_id, key, name, record["params"], tags, record["time_ms"]
                 )
-                self.runs[key] = TrialRun(run_id, -1.0, "running", record["time_ms"])
+                self.runs[key] = TrialRun(run_id, -1.0, Status.RUNNING, record["time_ms"])
             else:
                 tracking.reopen_trial_run(mlf, run.run_id, record["tags"])
-                run.status = "running"
+                run.status = Status.RUNNING
             return
         run = self._run(mlf, key)
         if run is None:  # a status for a trial that failed before its run was opened
@@ -224,6 +240,15 @@ class Tracker:
                 run.datasets.update(_dataset_id(d) for d in new)
         elif op == "artifact":
             self._log_artifact(mlf, run, record)
+        elif op == "figures":
+            tracking.retrying(
+                tracking.log_metrics,
+                mlf,
+                run.run_id,
+                record["metrics"],
+                record["step"],
+                timestamp_ms=record["timestamp_ms"],
+            )
         elif op == "status":
             if run.status not in record["unless"]:
                 tracking.set_status(mlf, run.run_id, record["status"], record["time_ms"])
@@ -265,9 +290,9 @@ class Tracker:
         if fresh:
             run.logged_step = record["step"]
         elif record["last"]:
-            tracking.set_status(mlf, run.run_id, "finished", record["timestamp_ms"])
+            tracking.set_status(mlf, run.run_id, Status.FINISHED, record["timestamp_ms"])
         if record["last"]:
-            run.status = "finished"
+            run.status = Status.FINISHED
 
     def _run(self, mlf, key: str) -> TrialRun | None:
         """The trial's run: opened by this tracker, or (a resumed sweep) by an earlier one."""
@@ -277,7 +302,7 @@ class Tracker:
                 self.runs[key] = TrialRun(
                     found.info.run_id,
                     found.data.metrics.get("step", -1.0),
-                    found.data.tags.get(tracking.STATUS, "running"),
+                    found.data.tags.get(tracking.STATUS, Status.RUNNING),
                     found.info.start_time,
                     {(i.dataset.name, i.dataset.digest) for i in found.inputs.dataset_inputs},
                 )
@@ -314,6 +339,18 @@ def log_record(
         "last": last,
         "tags": tags,
         "system": system or [],
+    }
+
+
+def figures_record(key: str, metrics: dict[str, float], step: int) -> dict[str, Any]:
+    """Figures about the trial rather than an evaluation (what it cost so far, at `step`):
+    logged whatever the run's logged step, and closing nothing."""
+    return {
+        "op": "figures",
+        "key": key,
+        "step": step,
+        "timestamp_ms": _now_ms(),
+        "metrics": {k: float(v) for k, v in metrics.items()},
     }
 
 

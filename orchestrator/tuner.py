@@ -11,8 +11,9 @@ import contextlib
 import logging
 import math
 import os
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,21 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from divsweep import tracking
+from divsweep.orchestrator import cost
 from divsweep.orchestrator import storage as storage_uri
+from divsweep.orchestrator.refresh import Refresher
 from divsweep.orchestrator.search import make_searcher
-from divsweep.orchestrator.spec import SweepSpec
+from divsweep.orchestrator.spec import Prices, SweepSpec
 from divsweep.orchestrator.tracker import (
     Tracker,
     artifact_record,
+    figures_record,
     inputs_record,
     log_record,
     open_record,
     status_record,
 )
+from divsweep.tracking import Status
 from divsweep.trainer import predictions
 from divsweep.trainer.callback import MetricNotLogged
 from divsweep.trainer.config import flat_params, parse_trial_config, trial_key
@@ -140,6 +145,7 @@ class Driver:
 
     tracker: Tracker
     progress: ProgressDisplay | None = None
+    refresher: Refresher | None = None
     # a mistake in the spec that only a trial could find (a selection metric its module never
     # logs): the sweep stops (`SpecProblemStop`) and the driver reports it as bad input
     problem: str | None = None
@@ -227,7 +233,7 @@ class TrackingCallback(tune.Callback):
         # was restarted from its final checkpoint after a driver died (its reopened run is
         # closed here). Without early stopping, a trial that reports nothing more also ran to
         # its end (Tune's saved last result predates it); with it, it was stopped.
-        status = "finished" if ended or not self.early_stopping else "stopped"
+        status = Status.FINISHED if ended or not self.early_stopping else Status.STOPPED
         key = _key(trial)
         # the built-in study's last evaluation's per-example predictions
         if trial.checkpoint is not None and not is_user_trial(trial.config["trial"]):
@@ -235,11 +241,11 @@ class TrackingCallback(tune.Callback):
             source = storage_uri.location_of(checkpoint.filesystem, checkpoint.path)
             record = artifact_record(key, source, predictions.FILE, predictions.ARTIFACT_DIR)
             self.tracker.submit(record)
-        self.tracker.submit(status_record(key, status, unless=("finished", "stopped")))
+        self.tracker.submit(status_record(key, status, unless=(Status.FINISHED, Status.STOPPED)))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._note_problem(trial)
-        self.tracker.submit(status_record(_key(trial), "failed", unless=("failed",)))
+        self.tracker.submit(status_record(_key(trial), Status.FAILED, unless=(Status.FAILED,)))
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         self._note_problem(trial)  # a retry would only fail the same way
@@ -345,3 +351,94 @@ class ProgressCallback(tune.Callback):
         # a restored sweep whose trials had all ended runs no step at all
         if self.display is not None:
             self.display.show(trials)
+
+
+class RefreshCallback(tune.Callback):
+    """Asks this driver's report refresher (if it runs one) for a refresh as each trial ends."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self.refresher: Refresher | None = None
+
+    def __getstate__(self) -> dict:
+        return {"key": self.key}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["key"])
+
+    def setup(self, **info) -> None:
+        self.refresher = _driver(self.key).refresher
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        if self.refresher is not None:
+            self.refresher.request()
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        if self.refresher is not None:
+            self.refresher.request()
+
+
+def granted(trial) -> dict[str, float]:
+    """The resources Tune placed for the trial (all its bundles): {"CPU": 1.0, "GPU": 0.25}."""
+    return dict(trial.placement_group_factory.required_resources)
+
+
+class CostCallback(tune.Callback):
+    """What each trial held (orchestrator/cost.py): an attempt holds the resources Tune placed
+    for it (the spec's `resources`) from `on_trial_start` (its actor placed) until
+    `on_trial_complete`, `on_trial_error` or `on_trial_recover` (failed, to be retried). When
+    an attempt ends, the trial's figures summed so far go to its run (step: attempts so far).
+    Pickles with its settings only; `setup` finds the tracker. The sums are Tune's callback
+    state (`get_state`/`set_state`), saved and restored with the experiment, so a resumed
+    sweep goes on counting: an attempt a dead driver had running counts up to the last save."""
+
+    def __init__(self, key: str, prices: Prices | None):
+        self.key, self.prices = key, prices
+        self.tracker: Tracker | None = None
+        self.held: dict[str, cost.Held] = {}  # trial key -> its attempts that ended
+        self.running: dict[str, tuple[float, dict[str, float]]] = {}  # -> (since, resources)
+
+    def __getstate__(self) -> dict:
+        prices = None if self.prices is None else self.prices.model_dump()
+        return {"key": self.key, "prices": prices}
+
+    def __setstate__(self, state: dict) -> None:
+        prices = None if state["prices"] is None else Prices(**state["prices"])
+        self.__init__(state["key"], prices)
+
+    def setup(self, **info) -> None:
+        self.tracker = _driver(self.key).tracker
+        self.running.clear()  # attempts a dead driver had running were counted in its state
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.running[_key(trial)] = (time.time(), granted(trial))
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._attempt_ended(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._attempt_ended(trial)
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self._attempt_ended(trial)
+
+    def _attempt_ended(self, trial) -> None:
+        key = _key(trial)
+        if key not in self.running:  # stopped before it ever started (a pending trial)
+            return
+        since, resources = self.running.pop(key)
+        held = self.held.setdefault(key, cost.Held())
+        held.add(time.time() - since, resources)
+        self.tracker.submit(figures_record(key, held.metrics(self.prices), held.attempts))
+
+    def get_state(self) -> dict[str, Any]:
+        # an attempt running now counts up to now: if this driver dies, that is what it held
+        now, state = time.time(), {k: asdict(h) for k, h in self.held.items()}
+        for key, (since, resources) in self.running.items():
+            held = cost.Held(**state.get(key, {}))
+            held.add(now - since, resources)
+            state[key] = asdict(held)
+        return {"held": state}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.held = {k: cost.Held(**h) for k, h in state["held"].items()}

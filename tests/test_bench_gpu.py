@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.bench_gpu import packed_tokens_per_s, study_trial
+from benchmarks.bench_gpu import packed_windows, study_trial
 from benchmarks.results_table import RESULTS
 from divsweep.trainer.config import load_trial_config
 
@@ -27,10 +27,15 @@ def test_study_trial_keeps_the_study_model_on_a_small_budget():
 def test_packed_trainers_train_together_and_add_up(tmp_path: Path):
     base = load_trial_config(REPO / "configs" / "trial-tiny.yaml")
     cfg = base.model_copy(update={"train": base.train.model_copy(update={"max_steps": 80})})
-    alone = packed_tokens_per_s(cfg, 1, tmp_path, "cpu")
-    together = packed_tokens_per_s(cfg, 2, tmp_path, "cpu")
-    # one thread each on 2 cores: trained at once, two do more than one, never 2.5x more
-    assert 0 < alone < together < 2.5 * alone
+    (alone,) = packed_windows(cfg, 1, tmp_path, "cpu")
+    together = packed_windows(cfg, 2, tmp_path, "cpu")
+    # Behaviour only: the harness reports each packed trainer, and each trained the whole
+    # window on the batches one alone trains on (same seed). How much faster two are than one
+    # depends on what else the cores run: that ratio is `make bench`'s (bench_gpu on a GPU).
+    assert len(together) == 2
+    assert alone["tokens"] > 0
+    assert [w["tokens"] for w in together] == [alone["tokens"]] * 2
+    assert all(0 < w["start"] < w["end"] for w in (alone, *together))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="measures for real on a GPU")

@@ -142,6 +142,14 @@ CASES = {
     ),
     "report from a missing store": (command("report", "ghost"), "no MLflow store at sqlite:///"),
     "status from a missing store": (command("status"), "no MLflow store at sqlite:///"),
+    "negative price": (
+        spec_file(cost={"gpu_hour": -2.5}),
+        "sweep.cost.gpu_hour: Input should be greater than or equal to 0, got -2.5",
+    ),
+    "price not a number": (
+        spec_file(cost={"cpu_hour": "0.04 USD"}),
+        "sweep.cost.cpu_hour: Input should be a valid number, got '0.04 USD'",
+    ),
     "data build of a bad spec": (
         lambda tmp: ["data", "build", spec_file(retries=-1)(tmp)[1]],
         "sweep.retries",

@@ -16,15 +16,17 @@ from mlflow import MlflowClient
 from test_orchestrator_spec import tiny_spec
 
 import divsweep
+from divsweep import tracking
 from divsweep.orchestrator import tuner
 from divsweep.orchestrator.spec import parse_spec
 from divsweep.tracking import SYSTEM_PREFIX
 from divsweep.workers.trial import run_trial
 
 STEPS = [4, 8, 12]
-# timings, throughput and system samples (stepped by seconds since the run began) differ
-# between any two runs; everything else must not
-UNTIMED = {"wall_time_s", "output_tokens_per_s"}
+# timings, throughput, what the trial held and system samples (stepped by seconds since the run
+# began) differ between any two runs; everything else must not
+HELD = (tracking.HELD_S, tracking.GPU_HOURS, tracking.CPU_HOURS)
+UNTIMED = {"wall_time_s", "output_tokens_per_s", *HELD}
 
 
 def failing_once(journal: Path):
@@ -100,5 +102,13 @@ def test_trial_failing_mid_training_resumes_from_its_checkpoint(
     for name, history in expected.items():
         assert [step for step, _ in history] == STEPS, name
         assert got[name] == history, name  # no step lost or doubled, same values
+    # what it held is summed over its two attempts: one record as each ended
+    mlf = MlflowClient(uri)
+    for metric in (tracking.HELD_S, tracking.CPU_HOURS):  # (no GPU here: 0 GPU-hours)
+        attempts = sorted(mlf.get_metric_history(faulty_id, metric), key=lambda m: m.step)
+        assert [m.step for m in attempts] == [1, 2], metric
+        assert 0 < attempts[0].value < attempts[1].value, metric
+    # the sweep's total: its one trial's, both attempts
+    assert mlf.get_run(faulty.parent_run_id).data.metrics[tracking.CPU_HOURS] == attempts[1].value
     print(f"\ndrill retry: {elapsed:.1f} s for the faulty sweep, 1 fault, 1 run, "
           f"{len(got)} metrics x {len(STEPS)} steps equal to the clean run")  # fmt: skip

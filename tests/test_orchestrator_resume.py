@@ -16,6 +16,8 @@ from conftest import trial_runs
 from mlflow import MlflowClient
 from test_orchestrator_spec import tiny_spec
 
+from divsweep import tracking
+
 DIVSWEEP = str(Path(sys.executable).with_name("divsweep"))
 # long enough that the poll below sees a trial part-way on a busy machine
 STEPS = [50, 100, 150, 200]
@@ -80,3 +82,11 @@ def test_resume_after_ctrl_c_finishes_without_duplicate_runs(tmp_path: Path) -> 
         [after[0].info.experiment_id], filter_string="tags.`divsweep.role` = 'sweep'"
     )
     assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    # what each trial held, across the interruption: the attempt Ctrl-C cut counts (Tune saves
+    # the cost callback's sums with its experiment state), then the resumed one
+    for run in before:
+        held = mlf.get_metric_history(run.info.run_id, tracking.HELD_S)
+        cut = run.data.tags["divsweep.status"] != "finished"
+        assert max(m.step for m in held) == (2 if cut else 1), run.data.tags
+    total = parent[0].data.metrics[tracking.CPU_HOURS]
+    assert total == pytest.approx(sum(r.data.metrics[tracking.CPU_HOURS] for r in after))

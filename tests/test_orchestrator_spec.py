@@ -52,7 +52,12 @@ TINY: dict = {
 
 def tiny_spec(tmp_path: Path, **overrides) -> dict:
     """TINY with `overrides` merged one level deep, storage and cache under tmp_path."""
-    spec = copy.deepcopy(TINY)
+    return merged_spec(TINY, tmp_path, **overrides)
+
+
+def merged_spec(base: dict, tmp_path: Path, **overrides) -> dict:
+    """`base` with `overrides` merged one level deep, storage and cache under tmp_path."""
+    spec = copy.deepcopy(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(spec.get(key), dict):
             spec[key] = {**spec[key], **value}

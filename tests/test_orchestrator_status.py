@@ -43,6 +43,9 @@ def test_watch_refreshes_until_the_sweep_ends(tracking_uri: str) -> None:
         time.sleep(0.05)
     assert watcher.is_alive()  # the sweep is still running: so is the watch
 
+    # a refresh of the report, as the sweep's driver writes one (orchestrator/refresh.py)
+    mlf.set_tag(parent, tracking.REPORT, "/reports/watched/report.html")
+    mlf.set_tag(parent, tracking.REPORT_STATE, "partial: 1 of 3 trials")
     tracking.log_metrics(mlf, runs["slow"], {**metrics, "unseen/exact_match": 0.5}, 50, last=True)
     tracking.set_status(mlf, runs["middling"], "failed")
     tracking.set_status(mlf, parent, "finished")
@@ -56,6 +59,8 @@ def test_watch_refreshes_until_the_sweep_ends(tracking_uri: str) -> None:
     assert status.slowest[2].tokens_per_s == 1234.0
     screen = out.getvalue()
     assert "slow" in screen and "1,234" in screen and "0.500" in screen
+    assert status.report_state == "partial: 1 of 3 trials"
+    assert "latest report (partial: 1 of 3 trials) at /reports/watched/report.html" in screen
 
 
 def test_watch_command_ends_with_the_sweep_and_says_if_trials_failed(tracking_uri: str) -> None:

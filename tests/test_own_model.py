@@ -12,7 +12,9 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -27,11 +29,13 @@ from test_drills_driver_kill import (
     run_to_end,
     start,
 )
+from test_orchestrator_spec import merged_spec
 
 import divsweep
 from divsweep import tracking
 from divsweep.errors import SpecError, UserError
 from divsweep.orchestrator.spec import parse_spec
+from divsweep.orchestrator.status import sweep_status
 from divsweep.trainer.pause import PAUSE_AT_BOUNDARY, PAUSE_DIR, paused, starts
 
 STEPS = 16  # each trial: validations at 8 and 16
@@ -63,16 +67,9 @@ def own_spec(tmp_path: Path, **overrides) -> dict:
     source = tmp_path / "tasks.parquet"
     if not source.exists():
         pq.write_table(make_table(bits=4, rows_per_task=16), source)
-    spec = copy.deepcopy(OWN)
-    spec["data"]["source"]["path"] = str(source)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(spec.get(key), dict):
-            spec[key] = {**spec[key], **value}
-        else:
-            spec[key] = value
-    spec.setdefault("storage_path", str(tmp_path / "ray_results"))
-    spec.setdefault("cache_dir", str(tmp_path / "cache"))
-    return spec
+    base = copy.deepcopy(OWN)
+    base["data"]["source"]["path"] = str(source)
+    return merged_spec(base, tmp_path, **overrides)
 
 
 def children(sweep) -> list:
@@ -86,7 +83,8 @@ def test_each_point_of_two_init_args_is_one_run_with_the_modules_metrics(
     ray_session, tmp_path: Path, tracking_uri: str
 ) -> None:
     axes = {"model.init_args.hidden": [8, 16], "model.init_args.lr": [1.0e-2, 3.0e-3]}
-    spec = parse_spec(own_spec(tmp_path, axes=axes))
+    headline = {"metric": "test/exact_match", "mode": "max"}
+    spec = parse_spec(own_spec(tmp_path, axes=axes, headline=headline))
     sweep = divsweep.run(spec, tracking_uri=tracking_uri, progress=False)
     assert sweep.outcome == {"finished": 4, "failed": 0, "stopped": 0}
     mlf = MlflowClient(tracking_uri)
@@ -109,17 +107,26 @@ def test_each_point_of_two_init_args_is_one_run_with_the_modules_metrics(
         contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
         assert contexts == {"training", "eval_seen", "eval_unseen", "eval_unseen_val"}
 
-    # the report of any sweep: the headline (here the selection metric) against each axis,
-    # over seeds, its Pareto set against what it cost, curves and every trial
+    # `divsweep status` reads the sweep's own selection and headline metrics
+    status = sweep_status("own", tracking_uri)
+    assert status.best_val == max(r.data.metrics["val/exact_match"] for r in runs)
+    assert status.best_unseen == max(r.data.metrics["test/exact_match"] for r in runs)
+    # the example's module happens to log the built-in study's name for seen groups too
+    assert status.best_seen == max(r.data.metrics["seen/exact_match"] for r in runs)
+
+    # the report of any sweep: the headline against each axis, over seeds, its Pareto set
+    # against what it cost, curves and every trial
     out = tmp_path / "report"
     html = divsweep.report("own", tracking_uri=tracking_uri, out_dir=out).read_text()
     for anchor in ("summary", "axis-model.init_args.hidden", "axis-model.init_args.lr",
-                   "pareto-wall_time_s", "learning-curves", "trials"):  # fmt: skip
+                   "pareto-cpu_hours", "pareto-wall_time_s", "learning-curves",
+                   "trials"):  # fmt: skip
         assert f'id="{anchor}"' in html
-    assert "val/exact_match vs model.init_args.hidden" in html
-    assert "Headline: val/exact_match (max)" in html
+    assert "test/exact_match vs model.init_args.hidden" in html
+    assert "Headline: test/exact_match (max); selection: val/exact_match (max)" in html
     md = (out / "report.md").read_text()
-    assert md.count("![") == 4  # two axes, the Pareto set, the curves
+    assert md.count("![") == 5  # two axes, the Pareto sets (CPU-hours, wall s), the curves
+    assert "Cost: 0 GPU-hours and " in md  # what the trials held, stated
     summary = pd.read_parquet(out / "summary.parquet")
     assert len(summary) == 4 and summary["n_seeds"].eq(1).all()
     logged = mlf.list_artifacts(sweep.parent_run_id, "report")
@@ -350,3 +357,66 @@ def test_the_worked_example_runs_as_the_readme_says(tmp_path: Path) -> None:
     report = (project / "reports" / "own-model" / "report.md").read_text()
     assert "test/exact_match" in report
     print(f"\nworked example: {time.monotonic() - started:.0f} s")
+
+
+def caesar_table(n_groups: int = 12, rows: int = 24) -> pa.Table:
+    """Group k shifts each letter of a word by k: prompts and completions, no model code."""
+    rng = np.random.default_rng(0)
+    out = {"task": [], "instruction": [], "output": []}
+    for k in range(n_groups):
+        for _ in range(rows):
+            word = "".join(chr(97 + c) for c in rng.integers(0, 26, rng.integers(3, 7)))
+            out["task"].append(f"shift-{k:02d}")
+            out["instruction"].append(f"shift {k}: {word}")
+            out["output"].append("".join(chr(97 + (ord(c) - 97 + k) % 26) for c in word))
+    return pa.table(out)
+
+
+def test_the_builtin_gpt_trains_on_a_prompt_completion_table(tmp_path: Path) -> None:
+    from divsweep.datasets import grouped
+    from divsweep.trainer.callback import ReportEachValidation
+    from divsweep.trainer.config import parse_trial_config
+    from divsweep.trainer.user_fit import fit_user_trial
+
+    source = tmp_path / "shifts.parquet"
+    pq.write_table(caesar_table(), source)
+    trial = parse_trial_config(
+        {
+            "model": {
+                "class_path": "divsweep.trainer.text.TextGPT",
+                "init_args": {
+                    "n_layers": 1,
+                    "d_model": 32,
+                    "max_len": 32,
+                    "lr": 3e-3,
+                    "warmup_steps": 5,
+                },
+            },  # fmt: skip
+            "datamodule": {
+                "class_path": "divsweep.trainer.text.TextData",
+                "init_args": {
+                    "prompt_column": "instruction",
+                    "completion_column": "output",
+                    "batch_size": 16,
+                },  # fmt: skip
+            },
+            "trainer": {"max_steps": 60, "val_check_interval": 20, "check_val_every_n_epoch": None},
+            "data": {
+                "source": {"path": str(source), "group_column": "task"},
+                "test_groups": 2,
+                "validation_groups": 2,
+                "n_instructions": 6,
+                "budget": 96,
+                "seen_examples": 20,
+            },  # fmt: skip
+        }
+    )
+    reports = []
+    callback = ReportEachValidation(
+        tmp_path / "w", lambda m, _: reports.append(m), "text", "unseen_val/exact_match"
+    )
+    fit_user_trial(trial, callback, data=grouped.build(trial.data, tmp_path / "cache"))
+    assert [r["step"] for r in reports] == [20, 40, 60]
+    for name in ("unseen_val/exact_match", "unseen/exact_match", "seen/exact_match"):
+        assert all(0.0 <= r[name] <= 1.0 for r in reports)
+    assert reports[-1]["train/loss"] < reports[0]["train/loss"]  # it learns the bytes

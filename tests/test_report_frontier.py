@@ -1,50 +1,88 @@
-"""The frontier findings: which hypothesis the thresholds per budget support, and what an
-adaptive search saved against a full grid at the step it reached."""
+"""The frontier findings: the joint model's β with its tests and verdict, and what an adaptive
+search saved against a full grid at the step it reached."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from divsweep.orchestrator.report.findings import frontier_sentence, search_cost_sentence
-from divsweep.orchestrator.report.transition import Bracket, Transition
+from divsweep.orchestrator.report.findings import (
+    UNSEEN,
+    budget_exponent_of,
+    frontier_sentence,
+    search_cost_sentence,
+)
+from divsweep.orchestrator.report.threshold import (
+    CANNOT_TELL,
+    EXAMPLES_PER_INSTRUCTION,
+    INSTRUCTIONS,
+    NEITHER,
+    Exponent,
+)
 
 
-def ranges(*per_budget: tuple[float, float, float]) -> list[Bracket]:
-    return [Bracket(n, fails, generalizes) for n, fails, generalizes in per_budget]
+def exponent(beta: float, lo: float, hi: float, verdict: str) -> Exponent:
+    return Exponent(beta, lo, hi, 0.2, 0.0004, verdict, {10_000.0: 180, 160_000.0: 110}, 32, 40)
 
 
 @pytest.mark.parametrize(
-    ("found", "verdict"),
+    ("e", "verdict"),
     [
-        # I* ~ 100 at every budget
-        (ranges((10_000, 64, 128), (40_000, 90, 181), (160_000, 64, 128)),
-         "the data support a threshold set by the number of instructions"),
-        # I* ~ N / 100: the same examples per instruction
-        (ranges((10_000, 64, 128), (40_000, 256, 512), (160_000, 1024, 2048)),
-         "the data support a threshold set by examples per instruction"),
-        # brackets wide enough for both
-        (ranges((10_000, 8, 4096), (40_000, 8, 4096), (160_000, 64, 8192)),
-         "this sweep cannot tell which sets the threshold"),
-        # I* grows with N, at a quarter of the rate
-        (ranges((10_000, 64, 90), (40_000, 90, 128), (160_000, 128, 181)),
-         "I* moves with the budget, but not in proportion to it"),
+        (exponent(-0.17, -0.48, 0.13, INSTRUCTIONS),
+         "β = 1 is rejected and β = 0 is not: consistent with a threshold set by the number of "
+         "instructions"),
+        (exponent(0.9, 0.6, 1.2, EXAMPLES_PER_INSTRUCTION),
+         "consistent with a threshold set by examples per instruction"),
+        (exponent(0.4, -0.9, 1.7, CANNOT_TELL), "this sweep cannot tell which sets the threshold"),
+        (exponent(0.4, 0.2, 0.6, NEITHER), "I* moves with the budget, but not in proportion"),
     ],
     ids=["instructions", "examples-per-instruction", "cannot-tell", "neither"],
 )  # fmt: skip
-def test_frontier_sentence_names_the_hypothesis_every_range_allows(found, verdict: str) -> None:
-    sentence = frontier_sentence(found, [])
-    assert sentence is not None and verdict in sentence
-    assert sentence.startswith("Threshold vs budget (N = 10,000: I* in ")
+def test_frontier_sentence_gives_beta_its_tests_and_the_verdict(e: Exponent, verdict) -> None:
+    sentence = frontier_sentence(e)
+    assert verdict in sentence
+    assert f"β = {e.beta:.2f}, 95% interval {e.ci_low:.2f} to {e.ci_high:.2f}" in sentence
+    assert "I* N = 10,000: ~180; N = 160,000: ~110" in sentence
+    assert (
+        "Test of β = 0 (set by the number of instructions): p = 0.200; of β = 1 (set by "
+        "examples per instruction): p < 0.001" in sentence
+    )
+    assert frontier_sentence(None) is None
 
 
-def test_a_fit_interval_replaces_its_budgets_bracket_and_two_budgets_say_nothing() -> None:
-    found = ranges((10_000, 8, 4096), (40_000, 64, 128), (160_000, 64, 128))
-    fit = Transition(10_000, 100, 80, 120, 0.0, 0.8, 1.0, 6, 6, "seeds then rules")
-    sentence = frontier_sentence(found, [fit])
-    assert "N = 10,000: I* in 80–120 (fit interval)" in sentence
-    assert "set by the number of instructions" in sentence
-    assert frontier_sentence(found[:2], []) is None
+def test_frontier_of_a_trial_table_uses_counts_where_every_trial_has_them() -> None:
+    """Trials of two budgets whose I* is 100 at both: β near 0; per-example rows of every trial
+    give the counts, which match the trials' own values here, so β is the same either way."""
+    rng = np.random.default_rng(0)
+    rows, examples = [], []
+    for budget in (10_000, 160_000):
+        for i in (4, 16, 64, 256, 1024, 4096):
+            for seed in range(3):
+                acc = 0.9 / (1 + (100 / i) ** 3) + rng.normal(0, 0.02)
+                run = f"{budget}-{i}-{seed}"
+                correct = np.arange(200) < round(np.clip(acc, 0, 1) * 200)
+                rows.append(
+                    {
+                        "run_id": run,
+                        "n_instructions": i,
+                        "total_examples": budget,
+                        "seed": seed,
+                        "status": "finished",
+                        "distribution": "uniform",
+                        "p_pattern_present": 1.0,
+                        "unseen_exact_match": correct.mean(),
+                    }
+                )
+                examples.append(pd.DataFrame({"run_id": run, "split": "unseen",
+                                              "rule_id": np.arange(200) // 5,
+                                              "correct": correct}))  # fmt: skip
+    table = pd.DataFrame(rows)
+    with_counts = budget_exponent_of(table, pd.concat(examples), UNSEEN)
+    plain = budget_exponent_of(table, None, UNSEEN)
+    assert with_counts.verdict == INSTRUCTIONS
+    assert with_counts.beta == pytest.approx(plain.beta, abs=1e-3)
+    assert with_counts.beta == pytest.approx(0, abs=0.1)
 
 
 def trials(levels: list[int], seeds: int = 2, budget: int = 40_000) -> pd.DataFrame:

@@ -481,23 +481,30 @@ def test_report_renders_in_headless_chromium(tracking_uri: str, tmp_path: Path) 
     assert shot.stat().st_size > 10_000
 
 
-def test_gpu_hours_pareto_and_newest_parent_only(tracking_uri: str) -> None:
+def test_gpu_hours_pareto_and_newest_parent_only(tracking_uri: str, tmp_path: Path) -> None:
     # An earlier run of the same sweep name: its trials must not be mixed into the report.
     log_sweep(tracking_uri, "gpu", [trial(10, 0.99), trial(100, 0.99)])
-    gpu = {"divsweep.accelerator": "gpu", "divsweep.gpu_ids": "0,1"}
+    # what each trial held, as the driver logs it (orchestrator/cost.py): half a GPU, one CPU
+    held = {10: 20.0, 100: 60.0, 1000: 90.0}
     trials = [trial(10, 0.2, steps=2), trial(100, 0.7, steps=4), trial(1000, 0.6, steps=6)]
     for t in trials:
-        t["tags"] = gpu
+        seconds = held[t["params"]["data.n_instructions"]]
+        t["extra"] = {tracking.HELD_S: seconds, tracking.GPU_HOURS: 0.5 * seconds / 3600,
+                      tracking.CPU_HOURS: seconds / 3600}  # fmt: skip
     log_sweep(tracking_uri, "gpu", trials)
     sweep = collect("gpu", tracking_uri)
     assert len(sweep.trials) == 3 and sweep.trials["unseen_exact_match"].max() == 0.7
-    # wall_time_s ends at 1.5 s per logged step, on two GPUs.
-    expected = {10: 2 * 3.0 / 3600, 100: 2 * 6.0 / 3600, 1000: 2 * 9.0 / 3600}
     hours = sweep.trials.set_index("n_instructions")["gpu_hours"]
-    assert hours.to_dict() == pytest.approx(expected)
-    cells = aggregate(sweep.trials, ["unseen_exact_match", "gpu_hours"])
+    assert hours.to_dict() == pytest.approx({n: 0.5 * s / 3600 for n, s in held.items()})
+    cells = aggregate(sweep.trials, ["unseen_exact_match", "gpu_hours", "cpu_hours"])
     front = pareto(cells, "gpu_hours")
     assert front["n_instructions"].tolist() == [10, 100]
+    # the frontier in compute: the least GPU-hours reaching 0.5 unseen accuracy is I=100's
+    html = write_report("gpu", tracking_uri, tmp_path, log_to_mlflow=False).read_text()
+    least = f"≥ 0.5: {0.5 * 60 / 3600:.4g} (I=100, 100 per instruction); ≥ 0.8: none reached"
+    assert least in section(html, "summary")
+    assert "against examples and GPU-hours per trial" in section(html, "frontier")
+    assert "Cost: 0.02361 GPU-hours and 0.04722 CPU-hours" in section(html, "summary")
 
 
 def test_sweep_with_no_trial_yet_still_reports(tracking_uri: str, tmp_path: Path) -> None:

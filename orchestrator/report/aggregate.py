@@ -11,16 +11,18 @@ from divsweep.orchestrator.report.intervals import (
     NO_INTERVAL,
     WITHIN_TRIAL,
     cell_interval,
+    count_text,
     rule_counts,
     trial_interval,
 )
+from divsweep.tracking import Status
 from divsweep.trainer import predictions
 
 # One grid cell = every resolved axis except the seed: these, and the sweep's other settings.
 CELL = ["distribution", "alpha", "p_pattern_present", "total_examples", "n_instructions",
         "examples_per_instruction"]  # fmt: skip
 # Early-stopped and running trials did not train to the end; averaging them in would mix budgets.
-AGGREGATED_STATUSES = ("finished",)
+AGGREGATED_STATUSES = (Status.FINISHED,)
 
 
 def metric_counts(examples: pd.DataFrame | None, metric: str) -> pd.DataFrame | None:
@@ -31,14 +33,21 @@ def metric_counts(examples: pd.DataFrame | None, metric: str) -> pd.DataFrame | 
 
 
 def _seeds_text(group: pd.DataFrame, metric: str, counts: pd.DataFrame | None) -> str:
-    """Each seed's value, with its within-trial interval where predictions back it."""
+    """Each seed's value, with its raw count where it is 0 or 1 and its within-trial interval
+    where predictions back it (`0.00 (0/412) [0.00–0.01]`)."""
     parts = []
     for run_id, value in zip(group["run_id"], group[metric], strict=True):
         if not np.isfinite(value):
             continue
         own = None if counts is None else counts[counts["run_id"] == run_id]
-        ci = trial_interval(own) if own is not None and len(own) else None
-        parts.append(f"{value:.2f}" + (f" [{ci.low:.2f}–{ci.high:.2f}]" if ci else ""))
+        backed = own is not None and len(own)
+        ci = trial_interval(own) if backed else None
+        count = f" ({count_text(own['k'].sum(), own['n'].sum())})" if backed else ""
+        parts.append(
+            f"{value:.2f}"
+            + (count if value in (0, 1) else "")
+            + (f" [{ci.low:.2f}–{ci.high:.2f}]" if ci else "")
+        )
     return ", ".join(parts)
 
 
@@ -47,10 +56,11 @@ def aggregate(
 ) -> pd.DataFrame:
     """One row per grid cell: `n_seeds`, and for each metric `<metric>` (mean over seeds),
     `<metric>_lo` / `<metric>_hi` (NaN where there is no interval), `<metric>_interval` (what it
-    covers) and `<metric>_seeds` (each seed's value, with its within-trial interval where
-    per-example predictions back it)."""
+    covers), `<metric>_count` (correct/examples over the seeds where the mean is 0 or 1 and
+    per-example predictions back it, else empty) and `<metric>_seeds` (each seed's value, with
+    its within-trial interval where per-example predictions back it)."""
     done = trials[trials["status"].isin(AGGREGATED_STATUSES)]
-    suffixes = ("", "_lo", "_hi", "_interval", "_seeds")
+    suffixes = ("", "_lo", "_hi", "_interval", "_count", "_seeds")
     cell = [*CELL, *swept_settings(trials)]
     columns = [*cell, "n_seeds"] + [f"{m}{s}" for m in metrics for s in suffixes]
     if done.empty:
@@ -70,6 +80,8 @@ def aggregate(
             row[f"{metric}_lo"], row[f"{metric}_hi"] = ci.low, ci.high
             backed = ci.method == NO_INTERVAL and mine is not None and len(mine)
             row[f"{metric}_interval"] = WITHIN_TRIAL if backed else ci.method
+            edge = mine is not None and len(mine) and row[metric] in (0, 1)
+            row[f"{metric}_count"] = count_text(mine["k"].sum(), mine["n"].sum()) if edge else ""
             row[f"{metric}_seeds"] = _seeds_text(group, metric, mine)
         rows.append(row)
     return pd.DataFrame(rows, columns=columns)

@@ -19,16 +19,18 @@ from mlflow.tracking import MlflowClient
 from divsweep import tracking
 from divsweep.datasets.sampling import allocation
 from divsweep.errors import UserError
-from divsweep.tracking import retrying
+from divsweep.orchestrator.cost import COST_COLUMNS
+from divsweep.tracking import ENDED, Status, retrying
 from divsweep.trainer import predictions
 
 ROLE_TAG, SWEEP_TAG, STATUS_TAG = tracking.ROLE, tracking.SWEEP, tracking.STATUS
 N_TRIALS_TAG, TRIAL_KEY_TAG = tracking.N_TRIALS, tracking.KEY
 
-STATUSES = ("finished", "running", "stopped", "failed")
+STATUSES = (Status.FINISHED, Status.RUNNING, Status.STOPPED, Status.FAILED)
 # A run whose worker died before tagging it still has MLflow's own lifecycle status.
-_MLFLOW_STATUS = {"FINISHED": "finished", "RUNNING": "running", "SCHEDULED": "running",
-                  "FAILED": "failed", "KILLED": "stopped"}  # fmt: skip
+_MLFLOW_STATUS = {"FINISHED": Status.FINISHED, "RUNNING": Status.RUNNING,
+                  "SCHEDULED": Status.RUNNING, "FAILED": Status.FAILED,
+                  "KILLED": Status.STOPPED}  # fmt: skip
 
 # Resolved axes: tidy column name → flattened param name (docs/architecture.md).
 AXIS_PARAMS = {
@@ -97,11 +99,11 @@ class Sweep:
 
     @property
     def n_done(self) -> int:
-        return int(self.trials["status"].isin(["finished", "stopped", "failed"]).sum())
+        return int(self.trials["status"].isin(ENDED).sum())
 
     @property
     def partial(self) -> bool:
-        running = bool((self.trials["status"] == "running").any())
+        running = bool((self.trials["status"] == Status.RUNNING).any())
         return running or (self.n_trials is not None and self.n_done < self.n_trials)
 
 
@@ -164,7 +166,7 @@ def axis_column(path: str) -> str:
 
 def _trial_row(run: Run, settings: list[str], logged: tuple[str, ...]) -> dict:
     params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
-    status = tags.get(STATUS_TAG) or _MLFLOW_STATUS.get(run.info.status, "running")
+    status = str(tags.get(STATUS_TAG) or _MLFLOW_STATUS.get(run.info.status, Status.RUNNING))
     row: dict = {
         "run_id": run.info.run_id,
         "trial_key": tags.get(TRIAL_KEY_TAG, run.info.run_id),
@@ -185,12 +187,10 @@ def _trial_row(run: Run, settings: list[str], logged: tuple[str, ...]) -> dict:
         row["examples_per_instruction"] = row["total_examples"] / row["n_instructions"]
     for metric in (*ACCURACY_METRICS, *OTHER_METRICS, *logged):
         row[column(metric)] = metrics.get(metric, math.nan)
-    # GPU-hours only where the worker ran on GPUs (tags from workers/trial.py); a fractional
-    # GPU share shows one id, so packed trials are counted as whole GPUs (an upper bound).
-    gpu_ids = [g for g in tags.get("divsweep.gpu_ids", "").split(",") if g]
-    on_gpu = row["accelerator"].lower() in ("gpu", "cuda")
-    gpus = max(len(gpu_ids), 1)
-    row["gpu_hours"] = row["wall_time_s"] / 3600 * gpus if on_gpu else math.nan
+    # what the trial held, as the driver measured it (orchestrator/cost.py): a packed trial's
+    # GPU-hours are its share's
+    for col, metric in COST_COLUMNS.items():
+        row[col] = metrics.get(metric, math.nan)
     return row
 
 
@@ -204,7 +204,7 @@ def _best(client: MlflowClient, run_id: str) -> dict[str, float]:
 
 def _latest_per_trial(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per trial key: a resumed trial that got a second run is counted once."""
-    rank = {"finished": 3, "stopped": 2, "failed": 1, "running": 0}
+    rank = {Status.FINISHED: 3, Status.STOPPED: 2, Status.FAILED: 1, Status.RUNNING: 0}
     order = trials.assign(_rank=trials["status"].map(rank).fillna(0))
     order = order.sort_values(["_rank", "start_time"], ascending=[False, False])
     return order.drop_duplicates("trial_key").drop(columns="_rank").reset_index(drop=True)
@@ -275,7 +275,7 @@ def _trial_row_columns(settings: list[str], logged: tuple[str, ...]) -> Iterable
     yield from settings
     yield from ("data_seed", "effective_instructions")
     yield from (column(m) for m in (*ACCURACY_METRICS, *OTHER_METRICS, *logged))
-    yield "gpu_hours"
+    yield from COST_COLUMNS
 
 
 def histories(tracking_uri: str, run_ids: Iterable[str], metrics: Iterable[str]) -> pd.DataFrame:

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from divsweep import tracking
+from divsweep.orchestrator import cost
 from divsweep.orchestrator.report import figures as figs
 from divsweep.orchestrator.report.aggregate import AGGREGATED_STATUSES
 from divsweep.orchestrator.report.collect import (
@@ -28,8 +30,16 @@ from divsweep.orchestrator.report.collect import (
     histories,
     setting_order,
 )
-from divsweep.orchestrator.report.intervals import cell_interval, method_note
+from divsweep.orchestrator.report.intervals import (
+    CONFIDENCE,
+    MIN_SEEDS,
+    NONE,
+    SEEDS_ONLY,
+    Interval,
+    method_note,
+)
 from divsweep.orchestrator.report.render import Page, page_html, page_markdown
+from divsweep.tracking import Status
 
 ARTIFACT_DIR = "report"
 N_CURVES = 6
@@ -37,7 +47,7 @@ MAX_LINES = 8  # lines per axis figure; more combinations of the other axes are 
 GROUPS = "n_instructions"  # the number-of-groups axis (instructions, tasks, rules)
 LEVELS = (0.5,)  # fixed headline levels the frontier reads, besides fractions of the best
 COSTS = {"total_examples": "training examples", "gpu_hours": "GPU-hours",
-         "wall_time_s": "wall seconds"}  # fmt: skip
+         "cpu_hours": "CPU-hours", "wall_time_s": "wall seconds"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -55,8 +65,7 @@ class Headline:
         text = sweep.headline or sweep.selection
         if not text:
             raise ValueError(f"sweep {sweep.name} names no headline or selection metric")
-        metric, _, mode = text.rpartition(" (")
-        return cls(metric, mode.rstrip(")"))
+        return cls(*tracking.read_metric_tag(text))
 
 
 def varied_axes(sweep: Sweep) -> list[str]:
@@ -64,6 +73,15 @@ def varied_axes(sweep: Sweep) -> list[str]:
     columns = [axis_column(path) for path in sweep.axes if path not in ("seed", "data.seed")]
     done = sweep.trials[sweep.trials["status"].isin(AGGREGATED_STATUSES)]
     return [c for c in dict.fromkeys(columns) if c in done and done[c].nunique(dropna=False) > 1]
+
+
+def seed_interval(values: np.ndarray) -> Interval:
+    """Student-t interval of the mean over seeds (the replication unit), with at least
+    MIN_SEEDS of them; unbounded, since a module's metric need not be a proportion."""
+    if len(values) < MIN_SEEDS:
+        return NONE
+    half = stats.t.ppf((1 + CONFIDENCE) / 2, len(values) - 1) * stats.sem(values)
+    return Interval(float(values.mean() - half), float(values.mean() + half), SEEDS_ONLY)
 
 
 def cells(trials: pd.DataFrame, axes: list[str], metric: str) -> pd.DataFrame:
@@ -74,7 +92,7 @@ def cells(trials: pd.DataFrame, axes: list[str], metric: str) -> pd.DataFrame:
     keys = axes or [lambda _: 0]
     for key, group in done.groupby(keys, dropna=False, sort=False):
         values = group[metric].to_numpy(dtype=float)
-        interval = cell_interval(values)
+        interval = seed_interval(values)
         point = dict(zip(axes, key if isinstance(key, tuple) else (key,), strict=False))
         rows.append(
             point
@@ -136,14 +154,16 @@ def write_core_report(
     fig_dir.mkdir(parents=True, exist_ok=True)
     axes = varied_axes(sweep)
     table = cells(sweep.trials, axes, metric)
-    pages: list[Page] = [summary_page(sweep, headline, table, axes)]
+    parent = tracking.retrying(tracking.client(tracking_uri).get_run, sweep.parent_run_id)
+    spent = cost.summary(sweep.trials, cost.prices_of(parent.data.params))
+    pages: list[Page] = [summary_page(sweep, headline, table, axes, spent)]
     for axis in axes:
         pages.append(axis_page(table, axes, axis, headline, fig_dir))
     if GROUPS in axes:
         pages.append(frontier_page(table, headline, [a for a in axes if a != GROUPS]))
-    for cost, label in COSTS.items():
-        if sweep.trials[cost].nunique() > 1:  # a cost every trial paid alike orders nothing
-            pages.append(pareto_page(sweep.trials, cost, label, headline, axes, fig_dir))
+    for paid, label in COSTS.items():
+        if sweep.trials[paid].nunique() > 1:  # a cost every trial paid alike orders nothing
+            pages.append(pareto_page(sweep.trials, paid, label, headline, axes, fig_dir))
     pages.append(curves_page(sweep, headline, axes, tracking_uri, fig_dir))
     pages.append(trials_page(sweep.trials, axes, sweep.metrics))
     title = f"divsweep report: {sweep.name}"
@@ -167,7 +187,9 @@ def _fmt(value: float) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
 
 
-def summary_page(sweep: Sweep, headline: Headline, table: pd.DataFrame, axes: list[str]) -> Page:
+def summary_page(
+    sweep: Sweep, headline: Headline, table: pd.DataFrame, axes: list[str], spent: str
+) -> Page:
     counts = sweep.trials["status"].value_counts()
     states = ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if counts.get(s, 0))
     grid = f" of {sweep.n_trials} planned" if sweep.n_trials is not None else ""
@@ -187,6 +209,7 @@ def summary_page(sweep: Sweep, headline: Headline, table: pd.DataFrame, axes: li
             f"({int(best['n_seeds'])} seeds: {best['seeds']})."
         )
     lines.append(method_note(set(table["method"])) if not table.empty else "No finished trial.")
+    lines.append(spent)
     return Page("summary", "Sweep", lines)
 
 
@@ -234,7 +257,7 @@ def pareto_page(
 
 
 def curves_page(sweep: Sweep, headline: Headline, axes: list[str], uri: str, fig_dir) -> Page:
-    done = sweep.trials[sweep.trials["status"] != "failed"]
+    done = sweep.trials[sweep.trials["status"] != Status.FAILED]
     lowest_seed = done[done["seed"] == done["seed"].min()] if done["seed"].notna().any() else done
     ordered = lowest_seed.sort_values(axes) if axes else lowest_seed
     picks = ordered.iloc[np.unique(np.linspace(0, len(ordered) - 1, N_CURVES).round().astype(int))]
@@ -250,5 +273,6 @@ def curves_page(sweep: Sweep, headline: Headline, axes: list[str], uri: str, fig
 def trials_page(trials: pd.DataFrame, axes: list[str], metrics: tuple[str, ...]) -> Page:
     columns = {"trial_key": "trial", "status": "status", **{a: a for a in axes}, "seed": "seed"}
     columns |= {column(m): m for m in sorted(metrics)}
-    columns |= {"wall_time_s": "wall s", "gpu_hours": "GPU-h", "node": "node"}
+    columns |= {"wall_time_s": "wall s", "gpu_hours": "GPU-h", "cpu_hours": "CPU-h",
+                "money": "cost", "node": "node"}  # fmt: skip
     return Page("trials", "All trials", [], None, trials, columns, sortable=True)

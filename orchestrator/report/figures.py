@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from divsweep.datasets.sampling import allocation  # noqa: E402
+from divsweep.orchestrator.cost import HOURS_WORDS, hours_axis  # noqa: E402
 from divsweep.orchestrator.report.aggregate import (  # noqa: E402
     AGGREGATED_STATUSES,
     reference_slice,
@@ -140,7 +141,7 @@ def frontier_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
     inputs = inputs_words(metric)
     least = least_examples(cells, targets(cells, metric), metric)
     least = least.dropna(subset=["total_examples"])
-    costs = [c for c in ("total_examples", "gpu_hours") if cells[c].notna().any()]
+    costs = [c for c in ("total_examples", hours_axis(cells)) if c is not None]
     fig, axes = plt.subplots(1, 1 + len(costs), figsize=(5 * (1 + len(costs)), 4))
     ax = axes[0]
     for target, group in least.groupby("target"):
@@ -164,7 +165,11 @@ def frontier_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
         f"Unseen-rule (test) exact match on {inputs}. Left: least total training examples whose "
         "mean reaches each target, per number of instructions (missing points: no budget tried "
         "reached it). Right: Pareto set of (unseen accuracy ↑, cost ↓) over all grid cells"
-        + (", against examples and GPU-hours." if "gpu_hours" in costs else ", against examples.")
+        + (
+            f", against examples and {HOURS_WORDS[costs[1]]} per trial."
+            if len(costs) > 1
+            else ", against examples."
+        )
     )
     return _save(fig, out_dir / "frontier.png", "frontier", caption)
 

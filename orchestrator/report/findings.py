@@ -6,10 +6,23 @@ import math
 
 import pandas as pd
 
-from divsweep.orchestrator.report.aggregate import reference_slice
+from divsweep.orchestrator.report.aggregate import (
+    AGGREGATED_STATUSES,
+    metric_counts,
+    reference_slice,
+)
 from divsweep.orchestrator.report.collect import Sweep, setting_order
 from divsweep.orchestrator.report.frontier import least_examples, targets
+from divsweep.orchestrator.report.intervals import CONFIDENCE
 from divsweep.orchestrator.report.paper_reference import PAPER_VALUES, SEMANTIC_K
+from divsweep.orchestrator.report.threshold import (
+    CANNOT_TELL,
+    EXAMPLES_PER_INSTRUCTION,
+    INSTRUCTIONS,
+    NEITHER,
+    Exponent,
+    budget_exponent,
+)
 from divsweep.orchestrator.report.transition import (
     FAILS,
     GENERALIZES,
@@ -19,6 +32,7 @@ from divsweep.orchestrator.report.transition import (
     bracket,
     crossing,
 )
+from divsweep.tracking import Status
 
 UNSEEN, SEEN = "unseen_exact_match", "seen_exact_match"
 APPLIED = "unseen_applied_exact_match"  # unseen inputs that contain the rule's pattern
@@ -87,66 +101,64 @@ def transition_sentence(t: Transition, metric: str) -> str:
     return text
 
 
-def threshold_ranges(
-    found: list[Bracket], fits: list[Transition]
-) -> dict[float, tuple[float, float, str]]:
-    """Per budget, the range I* lies in: the fit's midpoint interval where there is a fit,
-    else the grid's bracket (most that fails, fewest that generalizes); budgets with neither
-    end are left out."""
-    ranges = {
-        b.total_examples: (b.fails, b.generalizes, "bracket")
-        for b in found
-        if b.fails is not None and b.generalizes is not None and b.fails < b.generalizes
-    }
-    for t in fits:
-        ranges[t.total_examples] = (t.ci_low, t.ci_high, "fit interval")
-    return ranges
+VERDICTS = {
+    INSTRUCTIONS: (
+        "β = 1 is rejected and β = 0 is not: consistent with a threshold set by the number of "
+        "instructions (the interval bounds how far I* may still move with N)"
+    ),
+    EXAMPLES_PER_INSTRUCTION: (
+        "β = 0 is rejected and β = 1 is not: consistent with a threshold set by examples per "
+        "instruction (the interval bounds how far N / I* may still move with N)"
+    ),
+    CANNOT_TELL: (
+        "the interval holds both 0 and 1, so this sweep cannot tell which sets the threshold "
+        "(budgets too close together, or too few seeds)"
+    ),
+    NEITHER: "both are rejected: I* moves with the budget, but not in proportion to it",
+}
 
 
-def frontier_sentence(found: list[Bracket], fits: list[Transition]) -> str | None:
-    """Which sets the threshold, with three or more budgets N: the number of instructions
-    (I* the same at every N: one value lies in every range) or the examples per instruction
-    (S* = N / I* the same: one value lies in every range divided into N). Both fitting means
-    the ranges are too wide to tell; neither, that I* moves with N but not in proportion."""
-    ranges = threshold_ranges(found, fits)
-    if len(ranges) < 3:
+def frontier_sentence(e: Exponent | None) -> str | None:
+    """Which sets the threshold, from the joint model of every budget (threshold.py): the
+    number of instructions (β = 0) or the examples per instruction (β = 1)."""
+    if e is None:
         return None
-    same_i = max(lo for lo, _, _ in ranges.values()) <= min(hi for _, hi, _ in ranges.values())
-    per_s = [(n / hi, n / lo) for n, (lo, hi, _) in ranges.items()]
-    same_s = max(lo for lo, _ in per_s) <= min(hi for _, hi in per_s)
-    shown = "; ".join(
-        f"N = {_n(n)}: I* in {_n(lo)}–{_n(hi)} ({how})"
-        for n, (lo, hi, how) in sorted(ranges.items())
+    at = "; ".join(f"N = {_n(n)}: ~{_n(i)}" for n, i in sorted(e.midpoints.items()))
+    return (
+        f"Threshold vs budget: one logistic curve per budget with a shared slope and I* ∝ N^β "
+        f"({e.n_trials} trials, {len(e.midpoints)} budgets; quasi-binomial, trials as the "
+        f"replication unit, sandwich variance, t on {e.df} df): β = {e.beta:.2f}, "
+        f"{CONFIDENCE:.0%} interval {e.ci_low:.2f} to {e.ci_high:.2f}; I* {at}. Test of β = 0 "
+        f"(set by the number of instructions): {_p(e.p_instructions)}; of β = 1 (set by "
+        f"examples per instruction): {_p(e.p_examples_per_instruction)}. Verdict: "
+        f"{VERDICTS[e.verdict]}."
     )
-    if same_i and same_s:
-        verdict = (
-            "both one number of instructions and one number of examples per instruction fit "
-            "every range, so this sweep cannot tell which sets the threshold"
-        )
-    elif same_i:
-        verdict = (
-            "one number of instructions lies in every range and no one number of examples per "
-            "instruction does: the data support a threshold set by the number of instructions"
-        )
-    elif same_s:
-        verdict = (
-            "one number of examples per instruction (N / I*) lies in every range and no one "
-            "number of instructions does: the data support a threshold set by examples per "
-            "instruction"
-        )
-    else:
-        verdict = (
-            "neither one number of instructions nor one number of examples per instruction "
-            "fits every range: I* moves with the budget, but not in proportion to it"
-        )
-    return f"Threshold vs budget ({shown}): {verdict}."
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def budget_exponent_of(
+    trials: pd.DataFrame, examples: pd.DataFrame | None, metric: str
+) -> Exponent | None:
+    """β from the finished trials of the reference slice, on per-example counts of `metric`
+    where they back every trial (else on each trial's value)."""
+    done = reference_slice(trials[trials["status"].isin(AGGREGATED_STATUSES)])
+    counts = metric_counts(examples, metric)
+    if counts is not None:
+        per_run = counts.groupby("run_id")[["n", "k"]].sum()
+        done = done.join(per_run, on="run_id")
+    return budget_exponent(done, metric)
 
 
 def search_cost_sentence(trials: pd.DataFrame) -> str | None:
     """What an adaptive search's n_instructions values cost against a full grid at the finest
     step it reached: per budget, geometric levels from its smallest to its largest I at that
     step, times the seeds."""
-    ref = reference_slice(trials[trials["status"] != "failed"]).dropna(subset=["n_instructions"])
+    ref = reference_slice(trials[trials["status"] != Status.FAILED]).dropna(
+        subset=["n_instructions"]
+    )
     if ref.empty:
         return None
     grid = 0
@@ -316,7 +328,7 @@ def coverage_sentence(trials: pd.DataFrame, examples: pd.DataFrame, metric: str)
     unseen = examples[examples["split"] == "unseen"]
     if metric == APPLIED:
         unseen = unseen[unseen["applied"]]
-    ref = reference_slice(trials[trials["status"] == "finished"])
+    ref = reference_slice(trials[trials["status"] == Status.FINISHED])
     budget = ref["total_examples"].value_counts().idxmax() if len(ref) else None
     ref = ref[ref["total_examples"] == budget][["run_id", "n_instructions"]]
     rows = unseen.merge(ref, on="run_id")
@@ -390,7 +402,8 @@ def headline(
     if line:
         out.append(line)
     cost = search_cost_sentence(sweep.trials) if sweep.search == "adaptive" else None
-    for extra in (frontier_sentence(brackets(cells), fits), cost):
+    exponent = budget_exponent_of(sweep.trials, examples, metric)
+    for extra in (frontier_sentence(exponent), cost):
         if extra:
             out.append(extra)
     has_op = has_op_sentence(cells)
@@ -422,9 +435,9 @@ def headline(
             f"{_metric_words(tail_metric)} {worst[tail_metric]:.2f} at alpha {worst['alpha']:g} "
             f"(uniform: {base}){trained}."
         )
-    if sweep.trials["status"].isin(["failed", "stopped"]).any():
-        n_failed = int((sweep.trials["status"] == "failed").sum())
-        n_stopped = int((sweep.trials["status"] == "stopped").sum())
+    if sweep.trials["status"].isin([Status.FAILED, Status.STOPPED]).any():
+        n_failed = int((sweep.trials["status"] == Status.FAILED).sum())
+        n_stopped = int((sweep.trials["status"] == Status.STOPPED).sum())
         out.append(f"{n_failed} trial(s) failed and {n_stopped} were stopped early (listed below).")
     return out
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from divsweep.orchestrator.report.collect import swept_settings
 from divsweep.orchestrator.report.figures import Figure
+from divsweep.tracking import Status
 
 # Stable anchors: the integration test checks that a report holds every one of them.
 SECTION_IDS = (
@@ -60,6 +61,9 @@ TRIAL_COLUMNS = {
     "best_unseen_exact_match": "best unseen EM (test)",
     "step": "steps",
     "wall_time_s": "wall s",
+    "gpu_hours": "GPU-h",
+    "cpu_hours": "CPU-h",
+    "money": "cost",
     "node": "node",
 }
 
@@ -72,6 +76,7 @@ class ReportContent:
     partial: bool
     n_done: int
     findings: list[str]
+    cost: list[str]  # what the sweep used and cost, and the least compute per target
     figures: dict[str, Figure]  # section id → figure
     paper_rows: list[tuple[str, str, str]]
     trials: pd.DataFrame
@@ -94,7 +99,7 @@ def _trial_columns(trials: pd.DataFrame) -> dict[str, str]:
 
 
 def _problem_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    return trials[trials["status"].isin(["failed", "stopped"])]
+    return trials[trials["status"].isin([Status.FAILED, Status.STOPPED])]
 
 
 def _status_line(c: ReportContent) -> str:
@@ -172,7 +177,9 @@ def render_html(c: ReportContent) -> str:
         if c.partial
         else ""
     )
-    parts["summary"] = f"{banner}<p>{html.escape(_status_line(c))}</p>"
+    parts["summary"] = f"{banner}<p>{html.escape(_status_line(c))}</p>" + "".join(
+        f"<p>{html.escape(line)}</p>" for line in c.cost
+    )
     items = "".join(f"<li>{html.escape(s)}</li>" for s in c.findings)
     parts["findings"] = f"<ul>{items}</ul><p>{html.escape(c.aggregation_note)}</p>"
     for section, fig in c.figures.items():
@@ -221,7 +228,7 @@ def render_markdown(c: ReportContent, out_dir: Path) -> str:
         if c.partial
         else ""
     )
-    parts["summary"] = banner + _status_line(c)
+    parts["summary"] = "\n\n".join([banner + _status_line(c), *c.cost])
     parts["findings"] = "\n".join(f"- {s}" for s in c.findings) + f"\n\n{c.aggregation_note}"
     for section, fig in c.figures.items():
         parts[section] = (

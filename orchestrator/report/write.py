@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from divsweep import tracking
+from divsweep.orchestrator import cost
 from divsweep.orchestrator.report import figures as figs
 from divsweep.orchestrator.report.aggregate import (
     AGGREGATED_STATUSES,
@@ -30,13 +31,15 @@ from divsweep.orchestrator.report.findings import (
     paper_vs_ours,
     splits_note,
 )
+from divsweep.orchestrator.report.frontier import targets
 from divsweep.orchestrator.report.intervals import method_note
 from divsweep.orchestrator.report.render import ReportContent, render_html, render_markdown
 from divsweep.orchestrator.report.transition import estimate_per_budget
+from divsweep.tracking import Status
 
 AGGREGATED = [column(m) for m in ACCURACY_METRICS] + [
     "best_unseen_exact_match", "best_seen_exact_match", "step", "wall_time_s", "gpu_hours",
-    "effective_instructions",
+    "cpu_hours", "money", "effective_instructions",
 ]  # fmt: skip
 ARTIFACT_DIR = "report"
 OUTPUT_FILES = ("report.html", "report.md", "summary.parquet", "summary.csv", "trials.parquet",
@@ -46,7 +49,7 @@ N_CURVES = 4
 
 def _representative(sweep: Sweep) -> dict[str, str]:
     """Run id → label for a few learning curves: lowest seed, spread over n_instructions."""
-    ref = reference_slice(sweep.trials[sweep.trials["status"] != "failed"])
+    ref = reference_slice(sweep.trials[sweep.trials["status"] != Status.FAILED])
     if ref.empty:
         return {}
     ref = ref[ref["total_examples"] == ref["total_examples"].max()]
@@ -96,6 +99,10 @@ def write_report(
         if fig.path is None:  # a figure left by an earlier report of this sweep is stale now
             (fig_dir / f"{section}.png").unlink(missing_ok=True)
     counts = sweep.trials["status"].value_counts()
+    client = tracking.client(tracking_uri)
+    parent = tracking.retrying(client.get_run, sweep.parent_run_id)
+    spent = [cost.summary(sweep.trials, cost.prices_of(parent.data.params))]
+    spent += filter(None, [cost.least_hours(cells, metric, targets(cells, metric))])
     content = ReportContent(
         sweep=sweep.name,
         status_counts={s: int(counts.get(s, 0)) for s in STATUSES},
@@ -103,6 +110,7 @@ def write_report(
         partial=sweep.partial,
         n_done=sweep.n_done,
         findings=headline(sweep, cells, fits, per_example),
+        cost=spent,
         figures=figures,
         paper_rows=paper_vs_ours(cells, fits),
         trials=sweep.trials,
@@ -120,11 +128,20 @@ def write_report(
     _write_table(sweep.trials, out_dir / "trials")
     if log_to_mlflow:
         # Only our own outputs: out_dir may be a folder that holds other things.
-        client = tracking.client(tracking_uri)
         uploads = [(out_dir / name, ARTIFACT_DIR) for name in OUTPUT_FILES]
         uploads += [(f.path, f"{ARTIFACT_DIR}/figures") for f in figures.values() if f.path]
         for path, folder in uploads:
             tracking.retrying(client.log_artifact, sweep.parent_run_id, str(path), folder)
+        # for `divsweep status`: where the latest report is, and what it holds
+        total = "?" if sweep.n_trials is None else sweep.n_trials
+        state = (
+            f"partial: {sweep.n_done} of {total} trials"
+            if sweep.partial
+            else f"final: {len(sweep.trials)} trials"
+        )
+        tags = {tracking.REPORT: str(html_path.resolve()), tracking.REPORT_STATE: state}
+        for name, value in tags.items():
+            tracking.retrying(client.set_tag, sweep.parent_run_id, name, value)
     return html_path
 
 

@@ -1,0 +1,196 @@
+"""How the transition moves with the budget: one logistic model over every budget of a sweep,
+with its midpoint a power of the budget, I*(N) ∝ N^β.
+
+Per trial, accuracy = low_b + (high_b - low_b) · σ(slope · (log10 I - m_b)), with a plateau pair
+per budget b (the budgets' curves need not reach the same heights), one slope, and
+m_b = m0 + β · log10 N_b. β = 0 is a threshold set by the number of instructions (the same I* at
+every budget); β = 1 one set by examples per instruction (N / I* the same at every budget).
+
+Trials are the replication unit: each is one seed at one (N, I), and seeds differ far more
+than the binomial variation of their examples (χ²/df of 6-14 in the committed frontier study),
+so a likelihood that counts examples as independent would give intervals several times too
+narrow. The fit is quasi-binomial: binomial estimating equations, their variance measured from
+the trials' own scatter (a sandwich over trials), and Student-t on the residual degrees of
+freedom. A seed effect shared by all of a seed's trials moves every budget's I* alike and so
+leaves β alone; with 2 or 3 seeds a variance between seeds could not be estimated anyway. It
+needs only each trial's accuracy: with equal examples per trial the scale cancels, so trials
+without per-example counts enter as proportions (n = 1). Coverage of β and the verdicts are
+measured by simulation in tests/test_report_threshold.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.optimize import minimize
+
+from divsweep.orchestrator.report.intervals import CONFIDENCE
+
+MIN_BUDGETS = 2
+# Per budget a plateau pair and a midpoint are free; one more level than that identifies them.
+MIN_LEVELS_PER_BUDGET = 4
+_EPS = 1e-6
+
+INSTRUCTIONS = "instructions"  # β = 0 not rejected, β = 1 rejected
+EXAMPLES_PER_INSTRUCTION = "examples per instruction"  # the reverse
+CANNOT_TELL = "cannot tell"  # neither rejected
+NEITHER = "neither"  # both rejected
+
+
+@dataclass(frozen=True)
+class Exponent:
+    """β with its interval, and the two hypotheses' tests."""
+
+    beta: float
+    ci_low: float
+    ci_high: float
+    p_instructions: float  # two-sided p-value of β = 0
+    p_examples_per_instruction: float  # of β = 1
+    verdict: str  # INSTRUCTIONS, EXAMPLES_PER_INSTRUCTION, CANNOT_TELL or NEITHER
+    midpoints: dict[float, float]  # budget → fitted I*
+    df: int
+    n_trials: int
+
+
+def _curve(params: np.ndarray, x: np.ndarray, b: np.ndarray, z: np.ndarray):
+    """Accuracy of every trial and its derivatives in the parameters (trials × parameters).
+    params: lows (B), highs (B), m0, β, log slope; z: centred log10 budget per budget."""
+    n_b = len(z)
+    low, high = params[:n_b][b], params[n_b : 2 * n_b][b]
+    m0, beta, slope = params[2 * n_b], params[2 * n_b + 1], np.exp(params[2 * n_b + 2])
+    u = x - m0 - beta * z[b]
+    sig = 1 / (1 + np.exp(-slope * u))
+    p = low + (high - low) * sig
+    d_u = (high - low) * sig * (1 - sig)
+    jac = np.zeros((len(x), 2 * n_b + 3))
+    rows = np.arange(len(x))
+    jac[rows, b] = 1 - sig
+    jac[rows, n_b + b] = sig
+    jac[:, 2 * n_b] = -slope * d_u
+    jac[:, 2 * n_b + 1] = -slope * d_u * z[b]
+    jac[:, 2 * n_b + 2] = slope * u * d_u
+    return p, jac
+
+
+def _nll(params, x, b, z, n, k):
+    p, jac = _curve(params, x, b, z)
+    p = np.clip(p, _EPS, 1 - _EPS)
+    nll = -(k * np.log(p) + (n - k) * np.log1p(-p)).sum()
+    return nll, (jac * -(k / p - (n - k) / (1 - p))[:, None]).sum(axis=0)
+
+
+def _halfway(x: np.ndarray, acc: np.ndarray, level: float) -> float:
+    """The first x where the mean accuracy per x reaches `level`, between grid levels."""
+    levels, where = np.unique(x, return_inverse=True)
+    means = np.bincount(where, acc) / np.bincount(where)
+    above = int(np.argmax(means >= level))
+    if above == 0:
+        return float(levels[0])
+    lo, hi = means[above - 1], means[above]
+    return float(levels[above - 1] + (level - lo) / (hi - lo) * (levels[above] - levels[above - 1]))
+
+
+def fit(
+    x: np.ndarray, b: np.ndarray, log_budget: np.ndarray, n: np.ndarray, k: np.ndarray
+) -> Exponent | None:
+    """Fit trials at log10 n_instructions `x`, budget index `b` into `log_budget` (log10 N per
+    budget), with `k` of `n` examples right. None when the optimiser fails, or when β or the
+    midpoint ends on a bound (I* outside what the grid can place)."""
+    z = log_budget - log_budget.mean()  # m0 is I* at the middle budget: less tied to β
+    n_b = len(z)
+    levels = np.unique(x)
+    acc = k / n
+    # |β| beyond this moves I* between the extreme budgets by more than the grid spans
+    beta_bound = (levels[-1] - levels[0]) / (z.max() - z.min())
+    bounds = ([(0, 1)] * (2 * n_b) + [(levels[0], levels[-1]), (-beta_bound, beta_bound),
+              (np.log(0.1), np.log(100))])  # fmt: skip
+    lows = np.array([acc[b == i].min() for i in range(n_b)])
+    highs = np.array([acc[b == i].max() for i in range(n_b)])
+    # Started from where each budget's accuracy first passes halfway between its extremes,
+    # the budgets' midpoints joined by a line, and from β = 0 through their mean: the
+    # likelihood has an optimum per gap between levels, and these are the gaps the data mark.
+    mids = np.array([_halfway(x[b == i], acc[b == i], (lows[i] + highs[i]) / 2)
+                     for i in range(n_b)])  # fmt: skip
+    slope0, m00 = np.polyfit(z, mids, 1)
+    best = None
+    for m0, beta in ((m00, slope0), (mids.mean(), 0.0)):
+        start = [
+            *lows,
+            *highs,
+            np.clip(m0, *bounds[2 * n_b]),
+            np.clip(beta, -beta_bound / 2, beta_bound / 2),
+            np.log(4.0),
+        ]
+        res = minimize(_nll, start, args=(x, b, z, n, k), jac=True, method="TNC",
+                       bounds=bounds)  # fmt: skip
+        if res.success and (best is None or res.fun < best.fun):
+            best = res
+    if best is None:
+        return None
+    params = best.x
+    m0, beta = params[2 * n_b], params[2 * n_b + 1]
+    if abs(beta) >= beta_bound - 1e-6 or not levels[0] + 1e-6 < m0 < levels[-1] - 1e-6:
+        return None
+    p, jac = _curve(params, x, b, z)
+    p = np.clip(p, _EPS, 1 - _EPS)
+    # Plateaus on their bounds (0 or 1) are not free: they carry no variance and no df.
+    free = np.ones(len(params), bool)
+    free[: 2 * n_b] = (params[: 2 * n_b] > 1e-6) & (params[: 2 * n_b] < 1 - 1e-6)
+    df = len(x) - int(free.sum())
+    if df < 1:
+        return None
+    # A sandwich over trials, each residual scaled by its leverage (HC3): seed scatter shifts
+    # the curve in log I, so it is large on the rise and small on the plateaus, which one
+    # dispersion factor for all trials would average away (β's interval then undercovers).
+    w = n / (p * (1 - p))
+    bread = np.linalg.pinv((jac[:, free] * w[:, None]).T @ jac[:, free])
+    leverage = np.einsum("ti,ij,tj->t", jac[:, free] * w[:, None], bread, jac[:, free])
+    resid = (k - n * p) / (p * (1 - p)) / (1 - np.clip(leverage, 0, 0.99))
+    score = jac[:, free] * resid[:, None]
+    cov = bread @ (score.T @ score) @ bread
+    at = int(free[: 2 * n_b + 1].sum())  # β's index among the free parameters
+    se = float(np.sqrt(max(cov[at, at], 0.0)))
+    t = stats.t.ppf((1 + CONFIDENCE) / 2, df)
+    lo, hi = beta - t * se, beta + t * se
+    p0, p1 = (float(2 * stats.t.sf(abs(beta - h) / se, df)) if se > 0 else 0.0 for h in (0, 1))
+    verdict = {
+        (True, True): CANNOT_TELL,
+        (True, False): INSTRUCTIONS,
+        (False, True): EXAMPLES_PER_INSTRUCTION,
+        (False, False): NEITHER,
+    }[(lo <= 0 <= hi, lo <= 1 <= hi)]
+    return Exponent(
+        beta=float(beta),
+        ci_low=float(lo),
+        ci_high=float(hi),
+        p_instructions=p0,
+        p_examples_per_instruction=p1,
+        verdict=verdict,
+        midpoints={
+            float(np.round(10**nb, 6)): float(10 ** (m0 + beta * zb))
+            for nb, zb in zip(log_budget, z, strict=True)
+        },
+        df=df,
+        n_trials=len(x),
+    )
+
+
+def budget_exponent(trials: pd.DataFrame, metric: str) -> Exponent | None:
+    """β from one slice of a sweep's trials (`n_instructions`, `total_examples`, and `metric`
+    as each trial's accuracy, or `n` and `k` where per-example counts back them). None with
+    fewer than MIN_BUDGETS budgets of MIN_LEVELS_PER_BUDGET n_instructions values each."""
+    trials = trials[trials["n_instructions"] > 0].dropna(subset=[metric])
+    per_budget = trials.groupby("total_examples")["n_instructions"].nunique()
+    keep = per_budget[per_budget >= MIN_LEVELS_PER_BUDGET].index
+    trials = trials[trials["total_examples"].isin(keep)]
+    if len(keep) < MIN_BUDGETS:
+        return None
+    budgets, b = np.unique(trials["total_examples"].to_numpy(dtype=float), return_inverse=True)
+    counted = {"n", "k"} <= set(trials.columns) and trials["n"].notna().all()
+    n = trials["n"].to_numpy(dtype=float) if counted else np.ones(len(trials))
+    k = trials["k"].to_numpy(dtype=float) if counted else trials[metric].to_numpy(dtype=float)
+    x = np.log10(trials["n_instructions"].to_numpy(dtype=float))
+    return fit(x, b, np.log10(budgets), n, k)

@@ -1,0 +1,63 @@
+"""The report of any sweep (orchestrator/report/core.py) on tables built by hand: cells over
+seeds, intervals of metrics that are not proportions, the Pareto set, the least-data frontier."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from divsweep.orchestrator.report.core import cells, least_groups, pareto_set, seed_interval
+
+
+def trials(**columns) -> pd.DataFrame:
+    n = len(next(iter(columns.values())))
+    return pd.DataFrame({"status": ["finished"] * n, **columns})
+
+
+def test_cells_average_seeds_and_sort_axes_as_numbers() -> None:
+    table = trials(
+        hidden=["16", "8", "16", "8", "16", "8"],
+        seed=[0, 0, 1, 1, 2, 2],
+        loss=[2.0, 3.0, 2.2, 3.1, 2.4, 2.9],
+    )
+    out = cells(table, ["hidden"], "loss")
+    assert out["hidden"].tolist() == [8, 16]  # "16" < "8" as text
+    assert out["loss"].tolist() == pytest.approx([3.0, 2.2])
+    assert out["n_seeds"].tolist() == [3, 3]
+    half = stats.t.ppf(0.975, 2) * stats.sem([2.0, 2.2, 2.4])
+    assert out.loc[1, "loss_hi"] == pytest.approx(2.2 + half)  # not clipped at 1: a loss
+
+
+def test_seed_interval_needs_three_seeds_and_covers() -> None:
+    assert np.isnan(seed_interval(np.array([0.3, 0.4])).low)
+    rng = np.random.default_rng(0)
+    draws = rng.normal(5.0, 2.0, (2000, 3))
+    hits = [(i := seed_interval(d)).low <= 5.0 <= i.high for d in draws]
+    assert 0.93 <= np.mean(hits) <= 0.97
+
+
+def test_pareto_set_keeps_only_trials_nothing_beats() -> None:
+    table = trials(
+        cost=[1.0, 2.0, 3.0, 4.0, 5.0], acc=[0.2, 0.1, 0.5, 0.4, 0.9], trial_key=list("abcde")
+    )
+    assert pareto_set(table, "cost", "acc", "max")["trial_key"].tolist() == ["a", "c", "e"]
+    # lower is better: the cheapest trial is best already
+    assert pareto_set(table, "cost", "acc", "min")["trial_key"].tolist() == ["a", "b"]
+    failed = table.assign(status=["failed"] + ["finished"] * 4)
+    assert pareto_set(failed, "cost", "acc", "max")["trial_key"].tolist() == ["b", "c", "e"]
+
+
+def test_least_groups_per_budget() -> None:
+    table = pd.DataFrame(
+        {
+            "n_instructions": [8, 32, 128, 8, 32, 128],
+            "total_examples": [1000, 1000, 1000, 4000, 4000, 4000],
+            "acc": [0.1, 0.6, 0.9, 0.05, 0.3, 0.7],
+        }
+    )
+    out = least_groups(table, "acc", 0.5, ["total_examples"])
+    assert out.set_index("total_examples")["n_instructions"].to_dict() == {1000: 32, 4000: 128}
+    never = least_groups(table, "acc", 0.95, ["total_examples"])
+    assert never["n_instructions"].isna().all()
