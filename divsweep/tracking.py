@@ -52,6 +52,9 @@ class Status(str, enum.Enum):
 
 ENDED = (Status.FINISHED, Status.STOPPED, Status.FAILED)
 KEY = "divsweep.trial_key"
+# on a trial run: the source of its latest preemption notice (trainer/preemption.py: drain,
+# sigterm), and as a metric at each notice's step, how many notices it has stopped at so far
+PREEMPTED, PREEMPTIONS = "divsweep.preempted", "divsweep.preemptions"
 N_TRIALS = "divsweep.n_trials"  # on the parent run: trials planned, then trials run
 # on the parent run: the metric (and mode) the sweep's scheduler and searches optimised, and
 # its search kind (grid, random, optuna, adaptive)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ from divsweep.trainer import predictions
 from divsweep.trainer.callback import MetricNotLogged
 from divsweep.trainer.config import flat_params, parse_trial_config, trial_key
 from divsweep.trainer.user_trial import is_user_trial
-from divsweep.workers.trial import DATASETS, SYSTEM, TRACKING, run_trial
+from divsweep.workers.trial import DATASETS, PREEMPTED, SYSTEM, TRACKING, preemptible, run_trial
 
 TIME_ATTR = "step"
 CHECKPOINTS_KEPT = 2  # the newest to resume from, plus one in case the newest is half-synced
@@ -71,7 +72,7 @@ def trainable(spec: SweepSpec, function=None):
     resources; the sweep's is run_trial, a test or benchmark may bring a cheap one. (Looked up
     when called, not bound as a default, so a drill can wrap this module's run_trial.)"""
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    return tune.with_resources(function or run_trial, resources)
+    return tune.with_resources(preemptible(function or run_trial), resources)
 
 
 def make_tuner(
@@ -219,6 +220,8 @@ class TrackingCallback(tune.Callback):
         # a new placement is tagged with the attempt's first evaluation
         tags = {} if self.placements.get(key) == report["tags"] else report["tags"]
         self.placements[key] = report["tags"]
+        if PREEMPTED in report:
+            tags = {**tags, tracking.PREEMPTED: report[PREEMPTED]}
         if DATASETS in report:
             self.tracker.submit(inputs_record(key, report[DATASETS]))
         last = _ran_to_end(result)
@@ -312,10 +315,10 @@ class ProgressDisplay:
 
     def show(self, trials) -> None:
         states = [t.status for t in trials]
-        best = max(
-            (t.last_result[self.metric] for t in trials if self.metric in (t.last_result or {})),
-            default=None,
-        )
+        results = [t.last_result or {} for t in trials]
+        values = [r[self.metric] for r in results if self.metric in r]
+        # NaN: a trial's checkpoint on a preemption notice, before its first evaluation
+        best = max((v for v in values if not math.isnan(v)), default=None)
         text = f"running {states.count('RUNNING')}  errored {states.count('ERROR')}" + (
             "" if best is None else f"  best {self.metric} {best:.3f}"
         )

@@ -8,6 +8,7 @@ import copy
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,9 +32,11 @@ from test_drills_driver_kill import (
 from test_orchestrator_spec import merged_spec
 
 import divsweep
+from divsweep import tracking
 from divsweep.errors import SpecError, UserError
 from divsweep.orchestrator.spec import parse_spec
 from divsweep.orchestrator.status import sweep_status
+from divsweep.trainer.pause import PAUSE_AT_BOUNDARY, PAUSE_DIR, paused, starts
 
 STEPS = 16  # each trial: validations at 8 and 16
 OWN = {
@@ -253,6 +256,57 @@ def test_divsweep_train_runs_one_user_trial_without_ray(tmp_path: Path) -> None:
     assert run.data.params["model.init_args.hidden"] == "16"
     history = mlf.get_metric_history(run.info.run_id, "val/exact_match")
     assert sorted(m.step for m in history) == [8, 16]
+
+
+def test_a_notice_between_validations_checkpoints_that_step_and_the_retry_goes_on_from_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from divsweep.datasets import grouped
+    from divsweep.trainer import preemption
+    from divsweep.trainer.callback import ReportEachValidation
+    from divsweep.trainer.config import trial_key
+    from divsweep.trainer.user_fit import fit_user_trial
+
+    trial = parse_spec(own_spec(tmp_path)).trials()[0]
+    data = grouped.build(trial.data, cache_dir=tmp_path / "cache")
+    notice = preemption.Notice()  # this test's: the process's own is set once and for good
+    monkeypatch.setattr(preemption, "NOTICE", notice)
+    pauses = tmp_path / "pauses"
+    monkeypatch.setenv(PAUSE_DIR, str(pauses))
+    monkeypatch.setenv(PAUSE_AT_BOUNDARY, "5")  # between the validations at 8 and 16
+    reports: list[dict] = []
+
+    def attempt(resume_from=None) -> ReportEachValidation:
+        callback = ReportEachValidation(
+            tmp_path / "w", lambda m, d: reports.append(m), trial_key(trial), "val/exact_match"
+        )
+        fit_user_trial(trial, callback, data=data, resume_from=resume_from, accelerator="cpu")
+        return callback
+
+    stopped: list[int] = []
+
+    def first() -> None:
+        with pytest.raises(preemption.Preempted) as raised:
+            attempt()
+        stopped.append(raised.value.step)
+
+    training = threading.Thread(target=first)
+    training.start()
+    while not paused(pauses):  # at the boundary of step 5, where the notice finds it
+        training.join(0.05)
+    notice.give(preemption.SIGTERM)
+    training.join(120)
+    assert stopped == [5]
+    (at_notice,) = reports
+    assert at_notice["step"] == 5 and at_notice[tracking.PREEMPTIONS] == 1
+    assert "val/exact_match" not in at_notice  # no validation at 5: nothing stale reported
+
+    monkeypatch.setattr(preemption, "NOTICE", preemption.Notice())  # the retry's process
+    (checkpoint,) = (tmp_path / "w" / "checkpoints").glob("step-*")
+    attempt(resume_from=checkpoint)
+    assert starts(pauses, trial_key(trial)) == [1, 6]
+    assert [m["step"] for m in reports[1:]] == [8, 16]
+    assert all("val/exact_match" in m for m in reports[1:])
 
 
 @pytest.mark.slow

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from divsweep import tracking
 from divsweep.datasets import build
 from divsweep.datasets.sampling import allocate
-from divsweep.trainer import predictions
-from divsweep.trainer.config import TrialConfig, parse_trial_config
+from divsweep.trainer import predictions, preemption
+from divsweep.trainer.checkpoint import CHECKPOINT_FILE
+from divsweep.trainer.config import TrialConfig, parse_trial_config, trial_key
 from divsweep.trainer.data import TrialDataModule
-from divsweep.trainer.fit import CHECKPOINT_FILE, fit, fit_datamodule
+from divsweep.trainer.fit import fit, fit_datamodule
+from divsweep.trainer.pause import PAUSE_AT_BOUNDARY, PAUSE_DIR, paused, starts
 
 TASK = {
     "alphabet_size": 4,
@@ -173,6 +177,48 @@ def test_resumed_run_ends_with_the_same_metrics(cache: Path, tmp_path: Path) -> 
     third = Recorder()
     again = fit(cfg, data, resume_from=second.calls[-1][1], report=third, workdir=tmp_path / "done")
     assert again == resumed and third.calls == []
+
+
+def test_notice_between_evaluations_checkpoints_that_step_and_resumes_exactly(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a fresh notice for this test: the process's own is set once and for good
+    notice = preemption.Notice()
+    monkeypatch.setattr(preemption, "NOTICE", notice)
+    cfg = trial(model={"dropout": 0.1}, max_steps=40, eval_every=15)
+    data = build(cfg.data, cfg.eval, cache)
+    straight = fit(cfg, data, workdir=tmp_path / "straight")
+    pauses = tmp_path / "pauses"
+    monkeypatch.setenv(PAUSE_DIR, str(pauses))
+    monkeypatch.setenv(PAUSE_AT_BOUNDARY, "7")  # between the evaluations at 15 and 30
+
+    first, stopped = Recorder(), []
+
+    def train() -> None:
+        with pytest.raises(preemption.Preempted) as raised:
+            fit(cfg, data, report=first, workdir=tmp_path / "preempted")
+        stopped.append(raised.value.step)
+
+    trainer = threading.Thread(target=train)
+    trainer.start()
+    while not paused(pauses):  # the step boundary at 7, where the notice will find the trial
+        trainer.join(0.05)
+    notice.give(preemption.SIGTERM)
+    trainer.join(120)
+    assert stopped == [7]
+    ((metrics, checkpoint_dir),) = first.calls  # no evaluation: the notice's checkpoint only
+    assert metrics["step"] == 7 and metrics[tracking.PREEMPTIONS] == 1
+
+    monkeypatch.setattr(preemption, "NOTICE", preemption.Notice())  # the retry's process
+    second = Recorder()
+    resumed = fit(
+        cfg, data, resume_from=checkpoint_dir, report=second, workdir=tmp_path / "preempted"
+    )
+    assert starts(pauses, trial_key(cfg)) == [1, 8]  # trained from the next step, not from 0
+    assert [m["step"] for m, _ in second.calls] == [15, 30, 40]
+    assert tracking.PREEMPTIONS not in second.calls[-1][0]  # reported with the notice only
+    for name in set(straight) - TIMING:
+        assert resumed[name] == pytest.approx(straight[name], rel=1e-5, abs=1e-6), name
 
 
 def test_max_len_too_small_is_a_spec_error(cache: Path, tmp_path: Path) -> None:

@@ -10,19 +10,16 @@ reports no step twice.
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 
 from divsweep.errors import SpecError
+from divsweep.trainer.checkpoint import Report, publish, write
 from divsweep.trainer.pause import Pause
 
-Report = Callable[[dict[str, float], Path | None], None]
-CHECKPOINT_FILE = "trial.ckpt"
 # what divsweep adds to a module's metrics at every report
 STEP, EPOCH, WALL_TIME = "step", "epoch", "wall_time_s"
 
@@ -36,10 +33,12 @@ class ReportEachValidation(pl.Callback):
 
     `selection` is the metric the sweep's scheduler and searches read; a module that has not
     logged it by its first report fails the trial with one line naming what it did log.
-    Older checkpoints are removed once a newer one has been reported."""
+    Older checkpoints are removed once a newer one has been reported. On a preemption notice
+    (CheckpointOnNotice) it checkpoints and reports the step, epoch and wall time."""
 
     def __init__(self, workdir: Path, report: Report | None, key: str, selection: str | None):
         self.workdir, self.report, self.selection = Path(workdir), report, selection
+        self.key = key
         self.pause = Pause(key)  # drills only; off by default
         self.metrics: dict[str, float] = {}
         self.wall_time = 0.0
@@ -69,31 +68,38 @@ class ReportEachValidation(pl.Callback):
         if trainer.global_step != self.reported_step:
             self._report(trainer)
 
+    def checkpoint_on_notice(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+        # not what the module logged: between validations its validation metrics are the last
+        # validation's, and MLflow would file them under this step
+        self._checkpoint(trainer, metrics)
+
     def _report(self, trainer: pl.Trainer) -> None:
         step = trainer.global_step
-        logged = {
-            name: float(value)
-            for name, value in trainer.callback_metrics.items()
-            if isinstance(value, torch.Tensor) and value.numel() == 1 or isinstance(value, float)
-        }
+        logged = _logged(trainer)
         if self.selection is not None and self.selection not in logged:
             names = ", ".join(sorted(logged)) or "nothing"
             raise MetricNotLogged(
                 f"selection.metric: {self.selection!r} is not logged by the module; at step "
                 f"{step} it logged {names}"
             )
+        self._checkpoint(trainer, logged)
+        self.pause.at(step)
+
+    def _checkpoint(self, trainer: pl.Trainer, logged: dict[str, float]) -> None:
         self.wall_time = self._wall_before + time.perf_counter() - self._start
         self.metrics = logged | {
-            STEP: float(step),
+            STEP: float(trainer.global_step),
             EPOCH: float(trainer.current_epoch),
             WALL_TIME: self.wall_time,
         }
-        self.reported_step = step
-        checkpoint_dir = self.workdir / "checkpoints" / f"step-{step:08d}"
-        trainer.save_checkpoint(checkpoint_dir / CHECKPOINT_FILE)
-        if self.report is not None:
-            self.report(self.metrics, checkpoint_dir)
-        for old in checkpoint_dir.parent.glob("step-*"):
-            if old != checkpoint_dir:
-                shutil.rmtree(old, ignore_errors=True)
-        self.pause.at(step)
+        self.reported_step = trainer.global_step
+        publish(self.report, self.metrics, write(trainer, self.workdir))
+
+
+def _logged(trainer: pl.Trainer) -> dict[str, float]:
+    """The scalars the module has logged (`self.log`) so far."""
+    return {
+        name: float(value)
+        for name, value in trainer.callback_metrics.items()
+        if isinstance(value, torch.Tensor) and value.numel() == 1 or isinstance(value, float)
+    }

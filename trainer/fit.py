@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -15,14 +13,13 @@ import torch
 from divsweep.datasets.vocab import VOCAB
 from divsweep.errors import SpecError
 from divsweep.trainer import predictions
+from divsweep.trainer.checkpoint import CHECKPOINT_FILE, Report, publish, write
 from divsweep.trainer.config import TrialConfig, trial_key
 from divsweep.trainer.data import TrialDataModule
 from divsweep.trainer.evaluate import eval_metrics, training_patterns
 from divsweep.trainer.module import TrialModule
 from divsweep.trainer.pause import Pause
-
-Report = Callable[[dict[str, float], Path | None], None]
-CHECKPOINT_FILE = "trial.ckpt"
+from divsweep.trainer.preemption import CheckpointOnNotice
 
 
 def fit(
@@ -68,7 +65,8 @@ def fit_datamodule(
     total = config.train.total_steps(len(datamodule.train_set))
     module = TrialModule(config, len(VOCAB), total)
     evaluator = EvaluateAndReport(datamodule, config, total, Path(workdir), report)
-    trainer = build_trainer(config, total, accelerator, [evaluator])
+    notice = CheckpointOnNotice(evaluator, trial_key(config))
+    trainer = build_trainer(config, total, accelerator, [evaluator, notice])
     ckpt = None if resume_from is None else Path(resume_from) / CHECKPOINT_FILE
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     return evaluator.metrics
@@ -130,7 +128,8 @@ def quiet_lightning() -> None:
 
 
 class EvaluateAndReport(pl.Callback):
-    """Every `eval_every` steps and at the last: evaluate, checkpoint, report.
+    """Every `eval_every` steps and at the last: evaluate, checkpoint, report. On a
+    preemption notice (CheckpointOnNotice): checkpoint and report at once, without evaluating.
 
     Counters (examples, tokens, training time) live in the checkpoint so a resumed run's
     throughput and wall-time figures continue rather than restart.
@@ -149,6 +148,7 @@ class EvaluateAndReport(pl.Callback):
         self.tokens = 0
         self.train_time = 0.0
         self.wall_time = 0.0
+        self.reported_step = -1
 
     def state_dict(self) -> dict:
         keys = ("metrics", "examples", "tokens", "train_time", "wall_time")
@@ -168,10 +168,7 @@ class EvaluateAndReport(pl.Callback):
         step = trainer.global_step
         if step % self.config.train.eval_every and step < self.total:
             return
-        if module.device.type == "cuda":
-            torch.cuda.synchronize()  # otherwise the clock stops before the GPU does
-        now = time.perf_counter()
-        self.train_time += now - self._train_start
+        self._stop_clock(module)
         metrics = {"train/loss": module.pop_mean_loss()}
         with trainer.precision_plugin.forward_context():  # decode in bf16 where training is
             evaluated, examples = eval_metrics(
@@ -181,25 +178,34 @@ class EvaluateAndReport(pl.Callback):
                 module.device,
                 self.training_patterns,
             )
-        metrics |= evaluated
+        metrics |= evaluated | self._progress(step)
+        self.metrics = metrics
+        self.reported_step = step
+        checkpoint_dir = write(trainer, self.workdir)
+        if examples["split"]:  # beside the checkpoint: the driver logs the last one on MLflow
+            predictions.write(examples, checkpoint_dir)
+        publish(self.report, metrics, checkpoint_dir)
+        self.pause.at(step)
+        self._train_start = time.perf_counter()
+
+    def checkpoint_on_notice(self, trainer, metrics: dict[str, float]) -> None:
+        self._stop_clock(trainer.lightning_module)
+        self.reported_step = trainer.global_step
+        checkpoint_dir = write(trainer, self.workdir)
+        publish(self.report, self._progress(trainer.global_step) | metrics, checkpoint_dir)
+
+    def _stop_clock(self, module) -> None:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize()  # otherwise the clock stops before the GPU does
+        self.train_time += time.perf_counter() - self._train_start
+
+    def _progress(self, step: int) -> dict[str, float]:
+        """What every report carries besides the evaluation: where training is, how fast."""
         self.wall_time = self._wall_before + time.perf_counter() - self._start
-        metrics |= {
+        return {
             "step": float(step),
             "epoch": self.examples / len(self.datamodule.train_set),
             "examples_seen": float(self.examples),
             "output_tokens_per_s": self.tokens / max(self.train_time, 1e-9),
             "wall_time_s": self.wall_time,
         }
-        self.metrics = metrics
-        checkpoint_dir = self.workdir / "checkpoints" / f"step-{step:08d}"
-        trainer.save_checkpoint(checkpoint_dir / CHECKPOINT_FILE)
-        if examples["split"]:  # beside the checkpoint: the driver logs the last one on MLflow
-            predictions.write(examples, checkpoint_dir)
-        if self.report is not None:
-            self.report(metrics, checkpoint_dir)
-        # Older checkpoints go only once a newer one exists and has been reported.
-        for old in checkpoint_dir.parent.glob("step-*"):
-            if old != checkpoint_dir:
-                shutil.rmtree(old, ignore_errors=True)
-        self.pause.at(step)
-        self._train_start = time.perf_counter()

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from divsweep.trainer.callback import CHECKPOINT_FILE, ReportEachValidation
+from divsweep.trainer.callback import ReportEachValidation
+from divsweep.trainer.checkpoint import CHECKPOINT_FILE
 from divsweep.trainer.fit import quiet_lightning, resolve_precision
 from divsweep.trainer.plugin import instantiate
+from divsweep.trainer.preemption import CheckpointOnNotice
 from divsweep.trainer.user_trial import DATA_ARGUMENT, UserTrialConfig
 
 
@@ -34,7 +36,8 @@ def fit_user_trial(
     accelerator: str = "auto",
 ) -> dict[str, float]:
     """`Trainer.fit` of the trial's classes; `callback` reports and checkpoints each
-    validation, and `resume_from` (a directory it checkpointed to) continues from that step.
+    validation (and on a preemption notice, through CheckpointOnNotice), and `resume_from` (a
+    directory it checkpointed to) continues from that step.
     Returns the last metrics reported."""
     quiet_lightning()
     module, datamodule = build_modules(config, data)
@@ -43,7 +46,7 @@ def fit_user_trial(
         precision=resolve_precision(config.trainer.precision, accelerator),
         accelerator=accelerator,
         devices=1,
-        callbacks=[callback],
+        callbacks=[callback, CheckpointOnNotice(callback, callback.key)],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

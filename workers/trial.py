@@ -10,21 +10,43 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import socket
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ray import tune
+from ray.tune.trainable.function_trainable import wrap_function
 
+from divsweep.trainer import preemption
 from divsweep.workers.inputs import describe
 from divsweep.workers.sysmetrics import Sampler
 
 # The key of what a trial adds to each result for the driver's tracking: the names of its
 # metrics (the rest of a Tune result is Tune's), its total steps, where it runs (tags), its
-# system metrics since the last result (`SYSTEM`) and, with an attempt's first result, its
-# datasets (`DATASETS`).
-TRACKING, DATASETS, SYSTEM = "divsweep", "datasets", "system"
+# system metrics since the last result (`SYSTEM`), with an attempt's first result its datasets
+# (`DATASETS`) and, with the checkpoint a preemption notice made, the notice's source
+# (`PREEMPTED`).
+TRACKING, DATASETS, SYSTEM, PREEMPTED = "divsweep", "datasets", "system", "preempted"
+
+
+def preemptible(function):
+    """`function` as a Tune trainable whose process hears preemption notices from its start
+    (trainer/preemption.py). Tune runs a function trial in a thread of its own, and only the
+    main thread, where the trainable's `setup` runs, may set a SIGTERM handler."""
+
+    class Preemptible(wrap_function(function)):
+        def setup(self, config):
+            # imported here: the class travels by value (cloudpickle), its globals with it
+            import ray
+
+            from divsweep.trainer import preemption
+
+            preemption.NOTICE.listen(ray.get_runtime_context().get_node_id())
+            super().setup(config)
+
+    return Preemptible
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -53,7 +75,8 @@ def run_trial(config: dict[str, Any]) -> None:
         Sampler(gpu_ids) as sampler,
         tempfile.TemporaryDirectory(prefix="divsweep-trial-") as workdir,
     ):
-        report = _reporter(placement_tags(accelerator, gpu_ids), sampler, unreported)
+        placement = placement_tags(accelerator, gpu_ids)
+        report = _reporter(placement, sampler, unreported, ctx.get("selection_metric"))
         fit_datamodule(
             trial,
             datamodule,
@@ -86,13 +109,13 @@ def run_user_trial(config: dict[str, Any]) -> None:
         Sampler(gpu_ids) as sampler,
         tempfile.TemporaryDirectory(prefix="divsweep-trial-") as workdir,
     ):
-        send = _reporter(placement_tags(accelerator, gpu_ids), sampler, unreported)
+        selection = ctx.get("selection_metric")
+        send = _reporter(placement_tags(accelerator, gpu_ids), sampler, unreported, selection)
 
         def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
             # the callback knows the trial's length once training starts
             send(metrics, checkpoint_dir, callback.total_steps)
 
-        selection = ctx.get("selection_metric")
         callback = ReportEachValidation(Path(workdir), report, trial_key(trial), selection)
         fit_user_trial(
             trial,
@@ -116,10 +139,14 @@ def placement_tags(accelerator: str, gpu_ids: list[str]) -> dict[str, str]:
     }
 
 
-def _reporter(placement: dict[str, str], sampler: Sampler, unreported: list[dict]):
+def _reporter(
+    placement: dict[str, str], sampler: Sampler, unreported: list[dict], selection: str | None
+):
     """`report(metrics, checkpoint_dir, total_steps)`: one Tune result with what the driver's
     tracking needs (metric names, where the trial runs, its system metrics since the last
-    report, and with an attempt's first report its datasets)."""
+    report, with an attempt's first report its datasets, with a notice's checkpoint the
+    notice's source)."""
+    evaluated: dict[str, float] = {}  # the selection metric's last value, this attempt
 
     def report(metrics: dict[str, float], checkpoint_dir: Path | None, total_steps) -> None:
         checkpoint = (
@@ -130,7 +157,17 @@ def _reporter(placement: dict[str, str], sampler: Sampler, unreported: list[dict
         if unreported:
             info[DATASETS] = unreported.copy()
             unreported.clear()
-        tune.report({**metrics, TRACKING: info}, checkpoint=checkpoint)
+        carried = {}
+        if selection in metrics:
+            evaluated[selection] = metrics[selection]
+        elif selection is not None and preemption.NOTICE.given.is_set():
+            # Tune's searchers and schedulers read the selection metric in every result, and
+            # a notice's checkpoint comes without an evaluation: the last one's value (NaN
+            # before any, which they skip), for Tune only (not in `info`: MLflow has it)
+            carried[selection] = evaluated.get(selection, math.nan)
+        if preemption.NOTICE.given.is_set():  # after a notice, one report: its checkpoint
+            info[PREEMPTED] = preemption.NOTICE.source
+        tune.report({**carried, **metrics, TRACKING: info}, checkpoint=checkpoint)
 
     return report
 
