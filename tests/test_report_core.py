@@ -61,3 +61,11 @@ def test_least_groups_per_budget() -> None:
     assert out.set_index("total_examples")["n_instructions"].to_dict() == {1000: 32, 4000: 128}
     never = least_groups(table, "acc", 0.95, ["total_examples"])
     assert never["n_instructions"].isna().all()
+
+
+def test_preemptions_are_said_not_counted_as_failures() -> None:
+    from divsweep.orchestrator.report.collect import preemption_line
+
+    assert preemption_line(trials(preemptions=[0.0, 0.0])) is None
+    line = preemption_line(trials(preemptions=[2.0, 0.0, 1.0]))
+    assert line.startswith("Preemptions: 2 trial(s) checkpointed on a preemption notice 3 time")

@@ -191,6 +191,8 @@ def _trial_row(run: Run, settings: list[str], logged: tuple[str, ...]) -> dict:
     # GPU-hours are its share's
     for col, metric in COST_COLUMNS.items():
         row[col] = metrics.get(metric, math.nan)
+    # checkpoints on a preemption notice (trainer/preemption.py): not failures, but said
+    row["preemptions"] = metrics.get(tracking.PREEMPTIONS, 0.0)
     return row
 
 
@@ -234,7 +236,7 @@ def collect(experiment: str, tracking_uri: str) -> Sweep:
     sweep_name = parent.data.tags.get(SWEEP_TAG, experiment)
     axes = _axes(client, parent)
     settings = _settings(axes)
-    known = {*ACCURACY_METRICS, *OTHER_METRICS}
+    known = {*ACCURACY_METRICS, *OTHER_METRICS, tracking.PREEMPTIONS}
     logged = tuple(sorted({m for r in runs for m in r.data.metrics} - known))
     logged = tuple(m for m in logged if not m.startswith(tracking.SYSTEM_PREFIX))
     rows = [_trial_row(r, settings, logged) for r in runs]
@@ -276,6 +278,7 @@ def _trial_row_columns(settings: list[str], logged: tuple[str, ...]) -> Iterable
     yield from ("data_seed", "effective_instructions")
     yield from (column(m) for m in (*ACCURACY_METRICS, *OTHER_METRICS, *logged))
     yield from COST_COLUMNS
+    yield "preemptions"
 
 
 def histories(tracking_uri: str, run_ids: Iterable[str], metrics: Iterable[str]) -> pd.DataFrame:
@@ -321,3 +324,16 @@ def examples(tracking_uri: str, run_ids: Iterable[str]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=[*predictions.SCHEMA.names, "run_id"])
     return pd.concat(frames, ignore_index=True)
+
+
+def preemption_line(trials: pd.DataFrame) -> str | None:
+    """What preemption notices cost the sweep: how many trials checkpointed on one, how often
+    (none of them a failure: each went on from its checkpoint's step)."""
+    preempted = trials["preemptions"].fillna(0)
+    if not preempted.gt(0).any():
+        return None
+    return (
+        f"Preemptions: {int(preempted.gt(0).sum())} trial(s) checkpointed on a preemption "
+        f"notice {int(preempted.sum())} time(s) in all and went on from that step elsewhere "
+        "(not failures)."
+    )

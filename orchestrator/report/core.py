@@ -28,6 +28,7 @@ from divsweep.orchestrator.report.collect import (
     axis_column,
     column,
     histories,
+    preemption_line,
     setting_order,
 )
 from divsweep.orchestrator.report.intervals import (
@@ -210,6 +211,7 @@ def summary_page(
         )
     lines.append(method_note(set(table["method"])) if not table.empty else "No finished trial.")
     lines.append(spent)
+    lines += filter(None, [preemption_line(sweep.trials)])
     return Page("summary", "Sweep", lines)
 
 
@@ -274,5 +276,5 @@ def trials_page(trials: pd.DataFrame, axes: list[str], metrics: tuple[str, ...])
     columns = {"trial_key": "trial", "status": "status", **{a: a for a in axes}, "seed": "seed"}
     columns |= {column(m): m for m in sorted(metrics)}
     columns |= {"wall_time_s": "wall s", "gpu_hours": "GPU-h", "cpu_hours": "CPU-h",
-                "money": "cost", "node": "node"}  # fmt: skip
+                "money": "cost", "preemptions": "preempted", "node": "node"}  # fmt: skip
     return Page("trials", "All trials", [], None, trials, columns, sortable=True)

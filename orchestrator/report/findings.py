@@ -11,7 +11,7 @@ from divsweep.orchestrator.report.aggregate import (
     metric_counts,
     reference_slice,
 )
-from divsweep.orchestrator.report.collect import Sweep, setting_order
+from divsweep.orchestrator.report.collect import Sweep, preemption_line, setting_order
 from divsweep.orchestrator.report.frontier import least_examples, targets
 from divsweep.orchestrator.report.intervals import CONFIDENCE
 from divsweep.orchestrator.report.paper_reference import PAPER_VALUES, SEMANTIC_K
@@ -439,6 +439,7 @@ def headline(
         n_failed = int((sweep.trials["status"] == Status.FAILED).sum())
         n_stopped = int((sweep.trials["status"] == Status.STOPPED).sum())
         out.append(f"{n_failed} trial(s) failed and {n_stopped} were stopped early (listed below).")
+    out += filter(None, [preemption_line(sweep.trials)])
     return out
 
 
