@@ -327,18 +327,24 @@ class ProgressDisplay:
         )
 
 
-class ProgressCallback(tune.Callback):
-    """Feeds the sweep's progress display (if this driver shows one) as trials change."""
+class KeyedCallback(tune.Callback):
+    """A driver-side callback of one sweep that pickles as the sweep's key alone (Tune saves
+    its RunConfig with the experiment) and finds this driver's live objects in `setup`."""
 
     def __init__(self, key: str):
         self.key = key
-        self.display: ProgressDisplay | None = None
 
     def __getstate__(self) -> dict:
         return {"key": self.key}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["key"])
+
+
+class ProgressCallback(KeyedCallback):
+    """Feeds the sweep's progress display (if this driver shows one) as trials change."""
+
+    display: ProgressDisplay | None = None
 
     def setup(self, **info) -> None:
         self.display = _driver(self.key).progress
@@ -353,18 +359,10 @@ class ProgressCallback(tune.Callback):
             self.display.show(trials)
 
 
-class RefreshCallback(tune.Callback):
+class RefreshCallback(KeyedCallback):
     """Asks this driver's report refresher (if it runs one) for a refresh as each trial ends."""
 
-    def __init__(self, key: str):
-        self.key = key
-        self.refresher: Refresher | None = None
-
-    def __getstate__(self) -> dict:
-        return {"key": self.key}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["key"])
+    refresher: Refresher | None = None
 
     def setup(self, **info) -> None:
         self.refresher = _driver(self.key).refresher
