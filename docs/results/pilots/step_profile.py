@@ -1,7 +1,7 @@
 """Where one training step's time goes on this CPU (one thread): data collation, forward,
 backward, gradient clipping, AdamW + schedule, and the Lightning trainer around them.
 
-  python step_profile.py TRIAL.yaml [STEPS] [--lightning] [--bf16]
+  python step_profile.py TRIAL.yaml [STEPS] [--lightning] [--bf16] [--compile]
 
 Times STEPS plain-loop steps (after 20 warm-up steps), each phase separately, and, with
 --lightning, the same number of steps through `fit` (evaluation pushed past the end, so the
@@ -37,6 +37,9 @@ print(f"model {cfg.model.n_layers}x{cfg.model.d_model}: {model.num_params():,} p
 
 BF16 = "--bf16" in sys.argv  # CPU autocast to bfloat16 (what precision: bf16-mixed does)
 print(f"autocast bf16: {BF16}")
+COMPILE = "--compile" in sys.argv  # what train.compile: true does (the loss, dynamic shapes)
+LOSS = torch.compile(model.loss, dynamic=True) if COMPILE else model.loss
+print(f"compiled: {COMPILE}")
 phases = dict.fromkeys(["data", "forward", "backward", "clip", "optimizer"], 0.0)
 widths = []
 
@@ -46,7 +49,7 @@ def one(timed: bool):
     batch = train_batch(dm.train_set, next(sampler))
     t1 = time.perf_counter()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=BF16):
-        loss = model.loss(batch["inputs"], batch["labels"])
+        loss = LOSS(batch["inputs"], batch["labels"])
     t2 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -64,8 +67,10 @@ def one(timed: bool):
 
 
 model.train()
+t_warm = time.perf_counter()
 for _ in range(20):
     one(False)
+print(f"20 warm-up steps (compilation included): {time.perf_counter() - t_warm:.1f} s")
 cpu0, t0 = time.process_time(), time.perf_counter()
 for _ in range(steps):
     one(True)
