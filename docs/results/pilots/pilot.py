@@ -19,8 +19,14 @@ t_data = time.perf_counter() - t0
 print(json.dumps({"event": "data", "s": round(t_data, 1)}), flush=True)
 
 KEYS = (
-    "step", "train/loss", "seen/exact_match", "unseen/exact_match", "unseen_applied/exact_match",
-    "unseen_noop/exact_match", "unseen_val_applied/exact_match", "wall_time_s",
+    "step",
+    "train/loss",
+    "seen/exact_match",
+    "unseen/exact_match",
+    "unseen_applied/exact_match",
+    "unseen_noop/exact_match",
+    "unseen_val_applied/exact_match",
+    "wall_time_s",
 )
 
 
@@ -31,5 +37,7 @@ def report(metrics, _ckpt):
 
 
 final = fit(cfg, data, workdir=Path(sys.argv[2]), report=report)
-print(json.dumps({"event": "final", "total_s": round(time.perf_counter() - t0, 1), **final}),
-      flush=True)
+print(
+    json.dumps({"event": "final", "total_s": round(time.perf_counter() - t0, 1), **final}),
+    flush=True,
+)

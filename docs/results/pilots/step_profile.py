@@ -32,8 +32,10 @@ opt_cfg = module.configure_optimizers()
 opt, sched = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]
 sampler = iter(dm.sampler(0))
 params = [p for p in model.parameters()]
-print(f"model {cfg.model.n_layers}x{cfg.model.d_model}: {model.num_params():,} parameters, "
-      f"batch {cfg.train.batch_size}, threads {torch.get_num_threads()}")
+print(
+    f"model {cfg.model.n_layers}x{cfg.model.d_model}: {model.num_params():,} parameters, "
+    f"batch {cfg.train.batch_size}, threads {torch.get_num_threads()}"
+)
 
 BF16 = "--bf16" in sys.argv  # CPU autocast to bfloat16 (what precision: bf16-mixed does)
 print(f"autocast bf16: {BF16}")
@@ -60,8 +62,13 @@ def one(timed: bool):
     sched.step()
     t5 = time.perf_counter()
     if timed:
-        for k, a, b in (("data", t, t1), ("forward", t1, t2), ("backward", t2, t3),
-                        ("clip", t3, t4), ("optimizer", t4, t5)):
+        for k, a, b in (
+            ("data", t, t1),
+            ("forward", t1, t2),
+            ("backward", t2, t3),
+            ("clip", t3, t4),
+            ("optimizer", t4, t5),
+        ):
             phases[k] += b - a
         widths.append(batch["inputs"].shape[1])
 
@@ -76,8 +83,10 @@ for _ in range(steps):
     one(True)
 wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
 total = sum(phases.values())
-print(f"plain loop: {steps} steps, {1000 * wall / steps:.1f} ms/step wall, "
-      f"{1000 * cpu / steps:.1f} ms/step CPU; mean sequence width {sum(widths) / len(widths):.1f}")
+print(
+    f"plain loop: {steps} steps, {1000 * wall / steps:.1f} ms/step wall, "
+    f"{1000 * cpu / steps:.1f} ms/step CPU; mean sequence width {sum(widths) / len(widths):.1f}"
+)
 for k, v in phases.items():
     print(f"  {k:<10} {1000 * v / steps:6.2f} ms  {100 * v / total:5.1f}%")
 
@@ -86,22 +95,31 @@ t = time.perf_counter()
 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=BF16):
     eval_metrics(model, dm.eval_sets, cfg.train.eval_batch_size, "cpu")
 t_eval = time.perf_counter() - t
-print(f"one evaluation (seen + unseen + validation, {sum(len(s) for s in dm.eval_sets.values())}"
-      f" examples): {t_eval:.1f} s")
+print(
+    f"one evaluation (seen + unseen + validation, {sum(len(s) for s in dm.eval_sets.values())}"
+    f" examples): {t_eval:.1f} s"
+)
 
 if "--lightning" in sys.argv:
     from divsweep.trainer.fit import fit_datamodule
 
     lcfg = cfg.model_copy(
-        update={"train": cfg.train.model_copy(update={"max_steps": steps + 20,
-                                                      "eval_every": 10**6,
-                                                      "precision": "bf16-mixed" if BF16
-                                                      else "32-true"})}
+        update={
+            "train": cfg.train.model_copy(
+                update={
+                    "max_steps": steps + 20,
+                    "eval_every": 10**6,
+                    "precision": "bf16-mixed" if BF16 else "32-true",
+                }
+            )
+        }
     )
     dm2 = TrialDataModule.attach(data, lcfg.train, lcfg.seed)
     cpu0, t0 = time.process_time(), time.perf_counter()
     fit_datamodule(lcfg, dm2, workdir=Path("/tmp/pilots-work/profile-lightning"))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     per = 1000 * (wall - t_eval) / (steps + 20)
-    print(f"lightning fit: {steps + 20} steps in {wall:.1f} s wall incl. one evaluation "
-          f"(~{t_eval:.1f} s) -> ~{per:.1f} ms/step; CPU {cpu:.1f} s")
+    print(
+        f"lightning fit: {steps + 20} steps in {wall:.1f} s wall incl. one evaluation "
+        f"(~{t_eval:.1f} s) -> ~{per:.1f} ms/step; CPU {cpu:.1f} s"
+    )

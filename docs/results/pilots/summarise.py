@@ -14,6 +14,8 @@ for workdir in sys.argv[1:]:
     for split in ("seen", "unseen", "unseen_val"):
         s = t[t.split == split]
         a, n = s[s.applied], s[~s.applied]
-        out.append(f"{split}: all {s.correct.mean():.3f} applied {a.correct.mean():.3f} "
-                   f"({int(a.correct.sum())}/{len(a)}) no-op {n.correct.mean():.3f}")
+        out.append(
+            f"{split}: all {s.correct.mean():.3f} applied {a.correct.mean():.3f} "
+            f"({int(a.correct.sum())}/{len(a)}) no-op {n.correct.mean():.3f}"
+        )
     print(" | ".join(out))
