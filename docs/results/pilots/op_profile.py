@@ -1,6 +1,13 @@
-import sys, time, torch
+"""torch.profiler over 20 training steps (after 10 warm-up) of a trial YAML.
+
+python op_profile.py TRIAL.yaml"""
+
+import sys
 from pathlib import Path
-from torch.profiler import profile, ProfilerActivity
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
 from divsweep.datasets import build
 from divsweep.datasets.vocab import VOCAB
 from divsweep.trainer.config import load_trial_config
