@@ -38,6 +38,7 @@ def axis(name: str, i: int) -> set:
         ("paper", 32, {10, 20, 50, 100, 200, 300, 400, 500, 600, 1000, 2000, 2500, 5000,
                        10_000, 100_000, 1_000_000}),  # Only-IF Fig. 2a ticks
         ("cpu-repro", 18, {8, 32, 128, 512, 1024, 3024}),  # x 3 rule seeds
+        ("cpu-capable", 18, {8, 32, 128, 512, 1024, 3024}),  # cpu-repro, 4x64, 6,000 steps
         ("cpu-frontier", 24, {8, 64, 512, 3024}),  # x 3 budgets x 2 seeds, then adaptive
         ("paper-noop", 80, {100, 200, 300, 400, 500, 1000, 10_000, 100_000}),  # Fig. 2b ticks
         ("paper-longtail", 48, {1000, 10_000, 100_000}),  # §2.3.3
