@@ -8,10 +8,11 @@ How a trial process hears (`Notice.listen`, once per process, from its main thre
   SIGTERM), and pushes nothing to the workers; Ray Train v2's PreemptionWatcher polls the same
   `get_draining_nodes` call. A thread here polls it every `DIVSWEEP_DRAIN_POLL_S` (default 1 s):
   one small GCS request per trial process per poll, none per step.
-- SIGTERM. A handler sets the notice instead of exiting, while a trial trains in the process
-  (otherwise Ray's own handler runs). Python lets only the main thread set a handler, and a Tune
-  function trial trains in a thread of its own: the trainable's `setup` installs it
-  (workers/trial.py).
+- SIGTERM, where `listen` runs on the process's main thread: a handler sets the notice instead
+  of exiting while a trial trains (otherwise the previous handler runs). Python lets only the
+  main thread set a handler, and Tune trains a function trial in a thread of its own, so a
+  sweep's trials hear drains only. (Installing it from a class trainable's `setup`, on the main
+  thread, made Tune run a sweep's trials one at a time: test_fractional_gpus_pack_trials.)
 Both only set an Event; the step loop reads it at each step boundary (`CheckpointOnNotice`).
 
 How the attempt ends, once the checkpoint is reported (`Notice.stop`):
@@ -74,12 +75,15 @@ class Notice:
             self.given.set()
 
     def listen(self, node_id: str) -> None:
-        """Hear SIGTERM and the drain of `node_id` (the Ray node this process runs on). From
-        the process's main thread; later calls do nothing."""
+        """Hear the drain of `node_id` (the Ray node this process runs on), and SIGTERM when
+        called from the process's main thread; later calls do nothing."""
         if self._listening:
             return
         self._listening = True
-        self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        # Python lets only the main thread set a handler; Tune trains a function trial in a
+        # thread of its own, so there a trial hears drains only (docs/cluster.md)
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
         watcher = threading.Thread(
             target=self._watch_drain, args=(node_id,), name="divsweep-drain-watch", daemon=True
         )

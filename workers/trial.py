@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
-from ray.tune.trainable.function_trainable import wrap_function
 
-from divsweep.trainer import preemption
 from divsweep.workers.inputs import describe
 from divsweep.workers.sysmetrics import Sampler
 
@@ -31,34 +29,20 @@ from divsweep.workers.sysmetrics import Sampler
 TRACKING, DATASETS, SYSTEM, PREEMPTED = "divsweep", "datasets", "system", "preempted"
 
 
-def preemptible(function):
-    """`function` as a Tune trainable whose process hears preemption notices from its start
-    (trainer/preemption.py). Tune runs a function trial in a thread of its own, and only the
-    main thread, where the trainable's `setup` runs, may set a SIGTERM handler."""
-
-    class Preemptible(wrap_function(function)):
-        def setup(self, config):
-            # imported here: the class travels by value (cloudpickle), its globals with it
-            import ray
-
-            from divsweep.trainer import preemption
-
-            preemption.NOTICE.listen(ray.get_runtime_context().get_node_id())
-            super().setup(config)
-
-    return Preemptible
-
-
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable. `config["trial"]` is a resolved TrialConfig; `config["divsweep"]`
     carries the cache dir."""
+    import ray
     import torch
 
+    from divsweep.trainer import preemption
     from divsweep.trainer.config import TrialConfig
     from divsweep.trainer.data import TrialDataModule, eval_paths
     from divsweep.trainer.fit import fit_datamodule
     from divsweep.trainer.user_trial import is_user_trial
 
+    # this process hears a drain of its node from now on (trainer/preemption.py)
+    preemption.NOTICE.listen(ray.get_runtime_context().get_node_id())
     if is_user_trial(config["trial"]):
         return run_user_trial(config)
     ctx = config["divsweep"]
@@ -149,6 +133,8 @@ def _reporter(
     evaluated: dict[str, float] = {}  # the selection metric's last value, this attempt
 
     def report(metrics: dict[str, float], checkpoint_dir: Path | None, total_steps) -> None:
+        from divsweep.trainer import preemption  # loaded by the trial's training already
+
         checkpoint = (
             None if checkpoint_dir is None else tune.Checkpoint.from_directory(checkpoint_dir)
         )
