@@ -121,14 +121,15 @@ def run(
 
 def build_sweep_data(spec: SweepSpec, progress: bool) -> None:
     """Every grid point's datasets, once: the built-in study's generated sets, or a user
-    study's sets drawn from its grouped table."""
-    from divsweep.datasets import build_all, grouped
+    study's (drawn from its grouped table, or generated)."""
+    from divsweep.datasets import build_all
+    from divsweep.trainer.user_trial import build_data
 
     if not spec.user_study:
         build_all(spec.data_configs(), cache_dir=spec.cache_dir, progress=progress)
         return
-    for data in spec.grouped_configs():
-        grouped.build(data, cache_dir=spec.cache_dir)
+    for data, eval_cfg in spec.data_configs():
+        build_data(data, eval_cfg, cache_dir=spec.cache_dir)
 
 
 def resume(

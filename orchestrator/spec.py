@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import typing
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -285,13 +286,11 @@ class SweepSpec(FrozenConfig):
 
     def data_configs(self) -> list[tuple[DataConfig, EvalConfig]]:
         """The distinct (data, eval) pairs the sweep can build before it starts: those of
-        every grid point (axes over data that only a search reaches are built by workers)."""
-        return list(dict.fromkeys((t.data, t.eval) for t in self.trials()))
-
-    def grouped_configs(self) -> list:
-        """A user study's distinct grouped data configs of every grid point (none without a
-        data section)."""
-        return list(dict.fromkeys(t.data for t in self.trials() if t.data is not None))
+        every grid point (axes over data that only a search reaches are built by workers).
+        A user study's pairs are its grouped tables' (eval None) or its generated task's;
+        one without a data section has none."""
+        pairs = ((t.data, t.eval) for t in self.trials() if t.data is not None)
+        return list(dict.fromkeys(pairs))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -360,8 +359,8 @@ def check_path(path: str, model: type[BaseModel] = TrialConfig) -> None:
             known = ", ".join(fields)
             raise SpecError(f"sweep.axes.{path}: unknown setting; {where} has: {known}")
         field = fields[part]
-        section = _section(field.annotation)
-        is_section = section is not None or isinstance(field.default, BaseModel)
+        sections = _sections(field.annotation)
+        is_section = bool(sections) or isinstance(field.default, BaseModel)
         if i == len(parts) - 1:
             if is_section:
                 raise SpecError(
@@ -372,18 +371,21 @@ def check_path(path: str, model: type[BaseModel] = TrialConfig) -> None:
             raise SpecError(f"sweep.axes.{path}: {'.'.join(parts[: i + 1])} is not a section")
         if model is ClassSpec:
             continue
-        if section is None or section.__subclasses__():
-            # its fields depend on its value (a task's family): checked as points resolve
+        if len(sections) != 1 or sections[0].__subclasses__():
+            # its fields depend on its value (a task's family, a table or a generated task):
+            # checked as points resolve
             return
-        model = section
+        model = sections[0]
 
 
-def _section(annotation: Any) -> type[BaseModel] | None:
-    """The config class of a field (`X` or `X | None`), if it is a section."""
-    for candidate in (annotation, *getattr(annotation, "__args__", ())):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
+def _sections(annotation: Any) -> list[type[BaseModel]]:
+    """The config classes a field may hold (`X`, `X | None`, `Annotated[X | Y, ...]`)."""
+    if isinstance(annotation, type):
+        return [annotation] if issubclass(annotation, BaseModel) else []
+    found: list[type[BaseModel]] = []
+    for argument in typing.get_args(annotation):
+        found += _sections(argument)
+    return found
 
 
 def _check_moved(raw: dict) -> None:

@@ -52,12 +52,12 @@ def _fit(cfg, workdir: Path, report) -> dict[str, float]:
     from divsweep.trainer.user_trial import UserTrialConfig
 
     if isinstance(cfg, UserTrialConfig):
-        from divsweep.datasets import grouped
         from divsweep.trainer.callback import ReportEachValidation
         from divsweep.trainer.config import trial_key
         from divsweep.trainer.user_fit import fit_user_trial
+        from divsweep.trainer.user_trial import build_data
 
-        data = None if cfg.data is None else grouped.build(cfg.data)
+        data = None if cfg.data is None else build_data(cfg.data, cfg.eval)
         callback = ReportEachValidation(workdir, report, trial_key(cfg), selection=None)
         return fit_user_trial(cfg, callback, data=data)
     from divsweep.datasets import build

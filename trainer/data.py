@@ -156,32 +156,40 @@ def eval_paths(data) -> list[tuple[str, Path]]:
     return [(name, getattr(data, kind)) for name, kind in EVAL_FILES.items()]
 
 
+def attach_tables(data) -> tuple[TokenTable, dict[str, TokenTable]]:
+    """The training table and the eval tables by name of a `divsweep.datasets.TrialData`,
+    memory-mapped."""
+    from divsweep.datasets import attach
+
+    evals = {name: TokenTable.from_attached(attach(path)) for name, path in eval_paths(data)}
+    return TokenTable.from_attached(attach(data.train)), evals
+
+
 class TrialDataModule(pl.LightningDataModule):
     """Attaches the trial's Arrow files; serves training batches and the eval tables."""
 
     def __init__(
-        self, train: TokenTable, eval_sets: dict[str, TokenTable], cfg: TrainConfig, seed: int
+        self,
+        train: TokenTable,
+        eval_sets: dict[str, TokenTable],
+        batch_size: int,
+        bucket_batches: int,
+        seed: int,
     ):
         super().__init__()
         self.train_set = train
         self.eval_sets = eval_sets
-        self.cfg = cfg
-        self.seed = seed
+        self.batch_size, self.bucket_batches, self.seed = batch_size, bucket_batches, seed
 
-    @classmethod
-    def attach(cls, data, cfg: TrainConfig, seed: int) -> TrialDataModule:
+    @staticmethod
+    def attach(data, cfg: TrainConfig, seed: int) -> TrialDataModule:
         """From a `divsweep.datasets.TrialData` (paths); each file is memory-mapped once."""
-        from divsweep.datasets import attach
-
-        train = TokenTable.from_attached(attach(data.train))
-        evals = {name: TokenTable.from_attached(attach(path)) for name, path in eval_paths(data)}
-        return cls(train, evals, cfg, seed)
+        train, evals = attach_tables(data)
+        return TrialDataModule(train, evals, cfg.batch_size, cfg.bucket_batches, seed)
 
     def sampler(self, start: int = 0) -> BucketBatchSampler:
         lengths = self.train_set.prompt_lens + self.train_set.target_lens
-        return BucketBatchSampler(
-            lengths, self.cfg.batch_size, self.cfg.bucket_batches, self.seed, start
-        )
+        return BucketBatchSampler(lengths, self.batch_size, self.bucket_batches, self.seed, start)
 
     def train_dataloader(self) -> DataLoader:
         # Lightning restores global_step before it asks for data, so this resumes mid-epoch.

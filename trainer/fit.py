@@ -60,7 +60,7 @@ def fit_datamodule(
     """`fit` on tables already attached (what `fit` does after attaching the Arrow files)."""
     quiet_lightning()
     configure_torch(config)
-    check_lengths(config, datamodule)
+    check_lengths(config.model.max_len, datamodule)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     total = config.train.total_steps(len(datamodule.train_set))
     module = TrialModule(config, len(VOCAB), total)
@@ -107,13 +107,14 @@ def build_trainer(config: TrialConfig, total: int, accelerator: str, callbacks) 
     )
 
 
-def check_lengths(config: TrialConfig, datamodule: TrialDataModule) -> None:
+def check_lengths(max_len: int, datamodule: TrialDataModule, where: str = "trial.model") -> None:
+    """Every prompt + output of the trial's tables fits the model's `max_len`."""
     tables = [datamodule.train_set, *datamodule.eval_sets.values()]
     longest = max(int((t.prompt_lens + t.target_lens).max()) for t in tables if len(t))
-    if longest > config.model.max_len:
+    if longest > max_len:
         raise SpecError(
-            f"trial.model.max_len: the longest prompt + output is {longest} tokens, "
-            f"got max_len {config.model.max_len}"
+            f"{where}.max_len: the longest prompt + output is {longest} tokens, "
+            f"got max_len {max_len}"
         )
 
 

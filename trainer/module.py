@@ -7,7 +7,7 @@ import math
 import pytorch_lightning as pl
 import torch
 
-from divsweep.trainer.config import TrialConfig
+from divsweep.trainer.config import ModelConfig, TrialConfig
 from divsweep.trainer.model import GPT
 
 
@@ -22,17 +22,30 @@ def lr_multiplier(step: int, warmup: int, total: int, decay: str = "cosine") -> 
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class TrialModule(pl.LightningModule):
-    def __init__(self, cfg: TrialConfig, vocab_size: int, total_steps: int) -> None:
+class GPTModule(pl.LightningModule):
+    """The GPT (trainer/model.py) with its loss on output tokens, AdamW, and warmup then
+    decay to 0 at the last step (`total_steps`; None: the Trainer's estimate of it)."""
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        vocab_size: int,
+        *,
+        lr: float,
+        weight_decay: float,
+        warmup_steps: int,
+        schedule: str = "cosine",
+        compile: bool = False,
+        total_steps: int | None = None,
+    ) -> None:
         super().__init__()
-        self.cfg = cfg
-        self.total_steps = total_steps
-        self.model = GPT(cfg.model, vocab_size)
+        self.lr, self.weight_decay = lr, weight_decay
+        self.warmup_steps, self.schedule, self.total_steps = warmup_steps, schedule, total_steps
+        self.model = GPT(model, vocab_size)
         # Compiling the loss (not the module) keeps checkpoint keys free of `_orig_mod.`
         # and leaves decoding eager. Batch widths vary with bucketing: dynamic shapes, or
         # every new width would recompile.
-        compiled = cfg.train.compile
-        self._loss = torch.compile(self.model.loss, dynamic=True) if compiled else self.model.loss
+        self._loss = torch.compile(self.model.loss, dynamic=True) if compile else self.model.loss
         self._loss_sum: torch.Tensor | None = None
         self._loss_count = 0
 
@@ -53,19 +66,18 @@ class TrialModule(pl.LightningModule):
         return mean
 
     def configure_optimizers(self):
-        train = self.cfg.train
+        total = self.total_steps or int(self.trainer.estimated_stepping_batches)
         params = [p for p in self.parameters() if p.requires_grad]
         # nanoGPT: decay matrices and embeddings, not biases or LayerNorm gains.
         groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": train.weight_decay},
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": self.weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
         # not fused: Lightning refuses to clip gradients (`train.grad_clip`) for an optimizer that
         # unscales inside its own step under mixed precision, as fused AdamW does on a GPU
-        optimizer = torch.optim.AdamW(groups, lr=train.lr, betas=(0.9, 0.95))
+        optimizer = torch.optim.AdamW(groups, lr=self.lr, betas=(0.9, 0.95))
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda s: lr_multiplier(s, train.warmup_steps, self.total_steps, train.schedule),
+            optimizer, lambda s: lr_multiplier(s, self.warmup_steps, total, self.schedule)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
@@ -81,3 +93,20 @@ class TrialModule(pl.LightningModule):
             torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+class TrialModule(GPTModule):
+    """The GPT of a built-in trial config (`trial.model`, `trial.train`)."""
+
+    def __init__(self, cfg: TrialConfig, vocab_size: int, total_steps: int) -> None:
+        train = cfg.train
+        super().__init__(
+            cfg.model,
+            vocab_size,
+            lr=train.lr,
+            weight_decay=train.weight_decay,
+            warmup_steps=train.warmup_steps,
+            schedule=train.schedule,
+            compile=train.compile,
+            total_steps=total_steps,
+        )

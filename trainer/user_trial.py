@@ -9,18 +9,21 @@ seed: 0
 ```
 
 With a `data` section the datamodule gets the built sets as its `data` argument (a
-`divsweep.datasets.TrialData` of four memory-mappable Arrow files). divsweep owns where the
-trial runs and what it writes (devices, loggers, checkpoints), so a spec that sets those
-Trainer arguments is told so.
+`divsweep.datasets.TrialData` of four memory-mappable Arrow files): drawn from the user's
+grouped table (`data.source`, datasets/grouped.py), or generated as the built-in study's are
+(`data.task`, with an `eval` section; trainer/builtin.py trains the built-in GPT on them).
+divsweep owns where the trial runs and what it writes (devices, loggers, checkpoints), so a
+spec that sets those Trainer arguments is told so.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from divsweep.config import FrozenConfig
+from divsweep.datasets.config import DataConfig, EvalConfig
 from divsweep.datasets.grouped import GroupedDataConfig
 from divsweep.trainer.plugin import ClassSpec, check_init_args
 
@@ -55,6 +58,7 @@ class TrainerArgs(FrozenConfig):
     gradient_clip_algorithm: Literal["norm", "value"] = "norm"
     accumulate_grad_batches: int = Field(1, ge=1)
     log_every_n_steps: int = Field(50, ge=1)
+    num_sanity_val_steps: int = Field(2, ge=-1)
     deterministic: bool = False
 
     @model_validator(mode="before")
@@ -82,6 +86,17 @@ class TrainerArgs(FrozenConfig):
         return args
 
 
+def _as_data(value: Any) -> Any:
+    """A data section with a `source` is a user's grouped table; otherwise a generated task."""
+    if not isinstance(value, dict):
+        return value
+    kind = GroupedDataConfig if "source" in value else DataConfig
+    return kind.model_validate(value)
+
+
+DataSection = Annotated[GroupedDataConfig | DataConfig, BeforeValidator(_as_data)]
+
+
 class UserTrialConfig(FrozenConfig):
     """One trial of the user's module on the user's datamodule (and, if given, grouped data)."""
 
@@ -90,8 +105,21 @@ class UserTrialConfig(FrozenConfig):
     model: ClassSpec
     datamodule: ClassSpec
     trainer: TrainerArgs
-    data: GroupedDataConfig | None = None
+    data: DataSection | None = None
+    eval: EvalConfig | None = Field(
+        None, validate_default=True, description="the eval sets of a generated task"
+    )
     seed: int = Field(0, ge=0)
+
+    @field_validator("eval")
+    @classmethod
+    def _eval_iff_generated(cls, value: EvalConfig | None, info: ValidationInfo):
+        generated = isinstance(info.data.get("data"), DataConfig)
+        if generated and value is None:
+            raise ValueError("a generated task (data.task) needs an eval section")
+        if value is not None and not generated:
+            raise ValueError("only a generated task (data.task) has an eval section")
+        return value
 
     @model_validator(mode="after")
     def _signatures(self) -> UserTrialConfig:
@@ -112,3 +140,16 @@ def is_user_trial(raw: Any) -> bool:
     """Whether a trial template (or a resolved trial's JSON) names its model by class_path."""
     model = raw.get("model") if isinstance(raw, dict) else None
     return isinstance(model, dict) and "class_path" in model
+
+
+def build_data(data: GroupedDataConfig | DataConfig, eval_cfg: EvalConfig | None, cache_dir=None):
+    """The `divsweep.datasets.TrialData` of a user trial's data section (and its eval section,
+    for a generated task): built once per content, or found in the cache (`cache_dir`: the
+    default cache if None)."""
+    if isinstance(data, DataConfig):
+        from divsweep.datasets import build
+
+        return build(data, eval_cfg, cache_dir)
+    from divsweep.datasets import grouped
+
+    return grouped.build(data, cache_dir=cache_dir)

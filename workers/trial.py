@@ -51,9 +51,12 @@ def run_trial(config: dict[str, Any]) -> None:
     torch.set_num_threads(cpus)
     data = _build(trial.data, trial.eval, ctx.get("cache_dir"))
     eval_sets = {name: _attached(path) for name, path in eval_paths(data)}
-    datamodule = TrialDataModule(_attached(data.train), eval_sets, trial.train, trial.seed)
+    train = trial.train
+    datamodule = TrialDataModule(
+        _attached(data.train), eval_sets, train.batch_size, train.bucket_batches, trial.seed
+    )
 
-    total_steps = trial.train.total_steps(len(datamodule.train_set))
+    total_steps = train.total_steps(len(datamodule.train_set))
     unreported = [describe(path, kind) for kind, path in dataclasses.asdict(data).items()]
     with (
         Sampler(gpu_ids) as sampler,
@@ -85,7 +88,7 @@ def run_user_trial(config: dict[str, Any]) -> None:
     trial = UserTrialConfig.model_validate(config["trial"])
     accelerator, cpus, gpu_ids = _placement()
     torch.set_num_threads(cpus)
-    data = None if trial.data is None else _build_grouped(trial.data, ctx.get("cache_dir"))
+    data = None if trial.data is None else _build_user(trial.data, trial.eval, ctx.get("cache_dir"))
     unreported = (
         [] if data is None else [describe(p, k) for k, p in dataclasses.asdict(data).items()]
     )
@@ -189,10 +192,10 @@ def _build(data, eval_cfg, cache_dir: str | None):
 
 
 @functools.lru_cache(maxsize=64)
-def _build_grouped(data, cache_dir: str | None):
-    from divsweep.datasets import grouped
+def _build_user(data, eval_cfg, cache_dir: str | None):
+    from divsweep.trainer.user_trial import build_data
 
-    return grouped.build(data, cache_dir=None if cache_dir is None else Path(cache_dir))
+    return build_data(data, eval_cfg, None if cache_dir is None else Path(cache_dir))
 
 
 @functools.lru_cache(maxsize=32)

@@ -1,0 +1,159 @@
+"""The built-in study as one user of the class_path interface (issue 27, item 3): its GPT and
+data as `divsweep.trainer.builtin` classes build the same rows, train the same way and report
+the same numbers as the built-in spec form, and sweep like any user's module."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from mlflow import MlflowClient
+from test_orchestrator_spec import merged_spec
+
+import divsweep
+from divsweep.datasets import build
+from divsweep.errors import SpecError
+from divsweep.orchestrator.spec import load_spec, parse_spec
+from divsweep.trainer.builtin import DATAMODULE, MODULE, as_class_path
+from divsweep.trainer.user_trial import build_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# sha256 of every row (all columns, in order) of the fewest- and most-instruction grid points'
+# training sets and of the sweep's held-out test rules: the generator's output, pinned. A
+# change here changes every committed result built from these specs.
+PINNED = {
+    "demo.yaml": {
+        "train@8": "efbcd3e8e53e1386c6c65da353cb83f73cd53bca6905ba69e82029e0b6467efc",
+        "train@1024": "d9f1fe91c9670e421bf3226bfd6e0e1ce7018286d88bfa58d42ae6912056acf6",
+        "eval_unseen": "a0acddc8d5c81a21de2ab2d2568385c8668e2fac802110283062e40da413c20f",
+    },
+    "cpu-repro.yaml": {
+        "train@8": "31293082e63e78749c5ca3fe4c6aaa3b36058798962424ff7e4c12a5413d7fbb",
+        "train@3024": "ef77a7398b5eafe10f19ab79a4b9bbf3c06da0cdfec7d028c4a0da2fa8a8a3a5",
+        "eval_unseen": "f949ea4d3e2f4d39412874ff56ff177a071f553dde60aed534cee4b6d78b0b4c",
+    },
+}
+
+
+def rows_sha256(path: Path) -> str:
+    table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+    digest = hashlib.sha256(json.dumps(table.column_names).encode())
+    for row in table.to_pylist():
+        digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("config", sorted(PINNED))
+def test_builtin_specs_build_the_same_rows_through_the_class_path_form(
+    config: str, tmp_path: Path
+) -> None:
+    trials = load_spec(ROOT / "configs" / config).trials()
+    found = {}
+    for trial in (trials[0], trials[-1]):
+        sugar = build(trial.data, trial.eval, tmp_path)
+        generic = as_class_path(trial)
+        assert generic.model.class_path == MODULE and generic.datamodule.class_path == DATAMODULE
+        # the same content-addressed files: one cache serves both forms
+        assert build_data(generic.data, generic.eval, tmp_path) == sugar
+        found[f"train@{trial.data.n_instructions}"] = rows_sha256(sugar.train)
+        found["eval_unseen"] = rows_sha256(sugar.eval_unseen)
+    assert found == PINNED[config]
+
+
+def test_a_demo_trial_gives_the_same_numbers_through_the_class_path_form(tmp_path: Path) -> None:
+    from divsweep.trainer.callback import ReportEachValidation
+    from divsweep.trainer.config import trial_key
+    from divsweep.trainer.fit import fit
+    from divsweep.trainer.user_fit import fit_user_trial
+
+    demo = load_spec(ROOT / "configs" / "demo.yaml").trials()[0]  # 8 instructions: learnt fast
+    short = demo.train.model_copy(update={"max_steps": 400, "eval_every": 200})
+    trial = demo.model_copy(update={"train": short})
+    builtin: list[dict] = []
+    fit(trial, build(trial.data, trial.eval, tmp_path / "cache"), workdir=tmp_path / "a",
+        report=lambda metrics, _: builtin.append(metrics))  # fmt: skip
+    generic_trial = as_class_path(trial)
+    generic: list[dict] = []
+    callback = ReportEachValidation(
+        tmp_path / "b", lambda metrics, _: generic.append(metrics), trial_key(generic_trial), None
+    )
+    data = build_data(generic_trial.data, generic_trial.eval, tmp_path / "cache")
+    fit_user_trial(generic_trial, callback, data=data)
+
+    assert [m["step"] for m in generic] == [m["step"] for m in builtin] == [200, 400]
+    assert generic[-1]["seen/exact_match"] > 0.0  # it learns: the comparison is not of zeros
+    for ours, theirs in zip(generic, builtin, strict=True):
+        # every evaluation metric and the loss, at every evaluation: the same initialisation,
+        # batches and decoding (Lightning logs in float32: equal to its precision)
+        shared = {n for n in theirs if "/" in n} | {"examples_seen"}
+        assert shared <= set(ours)
+        for name in shared:
+            assert ours[name] == pytest.approx(theirs[name], rel=1e-6, abs=1e-7), name
+
+
+def test_a_spec_in_the_class_path_form_takes_the_builtin_data_axes(tmp_path: Path) -> None:
+    trial = load_spec(ROOT / "configs" / "demo.yaml").trials()[0]
+    form = as_class_path(trial).model_dump(mode="json")
+    base = {"name": "builtin-classes", **{k: form[k] for k in ("model", "datamodule", "trainer")}}
+    base |= {"data": form["data"], "eval": form["eval"]}
+    axes = {
+        "data.n_instructions": [8, 64],
+        "data.task.alphabet_size": [8],
+        "eval.seen_examples": [100, 200],
+        "model.init_args.lr": [1e-3, 3e-3],
+    }
+    spec = parse_spec(merged_spec(base, tmp_path, axes=axes))
+    assert spec.user_study and len(spec.trials()) == 8
+    assert len(spec.data_configs()) == 4  # lr does not change the data
+    without_eval = {k: v for k, v in base.items() if k != "eval"}
+    with pytest.raises(SpecError, match=r"^sweep\.eval: a generated task \(data\.task\) needs"):
+        parse_spec(merged_spec(without_eval, tmp_path))
+    with pytest.raises(SpecError, match=r"^sweep\.axes\.eval\.bogus: unknown setting"):
+        parse_spec(merged_spec(base, tmp_path, axes={"eval.bogus": [1]}))
+
+
+def test_the_builtin_classes_sweep_like_any_users_module(
+    ray_session, tmp_path: Path, tracking_uri: str
+) -> None:
+    trial = load_spec(ROOT / "configs" / "demo.yaml").trials()[0]
+    form = as_class_path(trial).model_dump(mode="json")
+    form["trainer"] |= {"max_steps": 20, "val_check_interval": 10}
+    form["model"]["init_args"] |= {"n_layers": 1, "d_model": 32}
+    base = {"name": "builtin-classes", **{k: form[k] for k in ("model", "datamodule", "trainer")}}
+    base |= {
+        "data": form["data"],
+        "eval": form["eval"],
+        "axes": {"data.n_instructions": [8, 64], "seed": [0, 1]},
+        "selection": {"metric": "unseen_val/exact_match", "mode": "max"},
+        "headline": {"metric": "unseen_applied/exact_match", "mode": "max"},
+        "scheduler": {"kind": "fifo"},
+        "resources": {"cpu": 1},
+        "max_concurrent_trials": 2,
+    }
+    spec = parse_spec(merged_spec(base, tmp_path))
+    sweep = divsweep.run(spec, tracking_uri=tracking_uri, progress=False)
+    assert sweep.outcome == {"finished": 4, "failed": 0, "stopped": 0}
+    mlf = MlflowClient(tracking_uri)
+    runs = mlf.search_runs(
+        [sweep.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{sweep.parent_run_id}'"
+    )
+    assert {(r.data.params["data.n_instructions"], r.data.params["seed"]) for r in runs} == {
+        ("8", "0"), ("8", "1"), ("64", "0"), ("64", "1")
+    }  # fmt: skip
+    for run in runs:
+        assert run.data.params["model.class_path"] == MODULE
+        assert {"unseen/exact_match", "unseen_applied/exact_match", "seen/exact_match"} <= set(
+            run.data.metrics
+        )
+        steps = [m.step for m in mlf.get_metric_history(run.info.run_id, "unseen/exact_match")]
+        assert sorted(steps) == [10, 20]
+        contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
+        assert contexts == {"training", "eval_seen", "eval_unseen", "eval_unseen_val"}
+    # the report of any sweep, with the transition over its number-of-instructions axis
+    html = divsweep.report(spec.name, tracking_uri=tracking_uri, out_dir=tmp_path / "r")
+    text = html.read_text()
+    assert 'id="frontier"' in text and "unseen_applied/exact_match vs n_instructions" in text
