@@ -42,23 +42,11 @@ from divsweep.config import FrozenConfig, read_yaml
 from divsweep.datasets.config import DataConfig, EvalConfig, check_eval_fits, validation_size
 from divsweep.errors import SpecError
 from divsweep.orchestrator import storage
+from divsweep.trainer import study
 from divsweep.trainer.config import TrialConfig, parse_trial_config
 from divsweep.trainer.plugin import ClassSpec
 from divsweep.trainer.user_trial import UserTrialConfig, is_user_trial
 
-# what the built-in study's trainer reports at every evaluation (docs/architecture.md, "Metric
-# names"); a user's module reports whatever it logs
-METRICS = (
-    "unseen_val/exact_match",
-    "unseen_val_applied/exact_match",
-    "unseen_val/token_acc",
-    "seen/exact_match",
-    "seen/token_acc",
-    "train/loss",
-    # the held-out test rules: selectable for studies that mean to, but never by default
-    "unseen/exact_match",
-    "unseen/token_acc",
-)
 # distribution name -> number of arguments; the names and meanings are Tune's (ray.tune.*)
 DISTRIBUTIONS = {
     "uniform": 2,
@@ -119,7 +107,7 @@ class Selection(FrozenConfig):
     held-out validation rules, so the test rules the report headlines never steer the sweep.
     A user's module may be selected on any metric it logs (checked at its first report)."""
 
-    metric: str = Field("unseen_val/exact_match", min_length=1)
+    metric: str = Field(study.SELECTION, min_length=1)
     mode: Literal["max", "min"] = "max"
 
 
@@ -169,7 +157,7 @@ class Tracking(FrozenConfig):
 
 Section = dict[str, Any]
 # the built-in study's: exact match on its held-out test rules
-BUILTIN_HEADLINE = Headline(metric="unseen/exact_match", mode="max")
+BUILTIN_HEADLINE = Headline(metric=study.HEADLINE, mode="max")
 
 
 class SweepSpec(FrozenConfig):
@@ -440,9 +428,10 @@ def _check_builtin(spec: SweepSpec, trials: list[TrialConfig], root: str) -> Non
     """What the built-in study's trials need of the spec: eval sets that fit the task's held-out
     pool, and a selection metric the trainer reports."""
     for name, chosen in (("selection", spec.selection), ("headline", spec.headline)):
-        if chosen is not None and chosen.metric not in METRICS:
+        if chosen is not None and chosen.metric not in study.SELECTABLE:
             raise SpecError(
-                f"{root}.{name}.metric: the built-in trainer reports {', '.join(METRICS)}; "
+                f"{root}.{name}.metric: the built-in trainer reports "
+                f"{', '.join(study.SELECTABLE)}; "
                 f"got {chosen.metric!r}"
             )
     try:

@@ -14,11 +14,11 @@ from divsweep import tracking
 from divsweep.errors import UserError
 from divsweep.orchestrator.spec import BUILTIN_HEADLINE, Selection
 from divsweep.tracking import ENDED, Status
+from divsweep.trainer import study
 
 STATES = (Status.RUNNING, Status.FINISHED, Status.STOPPED, Status.FAILED)
 DONE = ENDED
 SLOWEST = 5  # trials listed by `--watch`
-SEEN = "seen/exact_match"  # the built-in study's; trials of other modules have none
 WATCH_EVERY_S = 2.0
 
 
@@ -79,7 +79,7 @@ def sweep_status(experiment: str, tracking_uri: str) -> SweepStatus:
         state=state,
         n_trials=n_trials,
         counts=counts,
-        best_seen=_best(runs, SEEN, "max"),
+        best_seen=_best(runs, study.SEEN, "max"),
         best_val=_best(runs, *_metric(parent, tracking.SELECTION, Selection())),
         best_unseen=_best(runs, *_metric(parent, tracking.HEADLINE, BUILTIN_HEADLINE)),
         elapsed_s=elapsed,

@@ -21,7 +21,7 @@ from divsweep.datasets.sampling import allocation
 from divsweep.errors import UserError
 from divsweep.orchestrator.cost import COST_COLUMNS
 from divsweep.tracking import ENDED, Status, retrying
-from divsweep.trainer import predictions
+from divsweep.trainer import predictions, study
 
 ROLE_TAG, SWEEP_TAG, STATUS_TAG = tracking.ROLE, tracking.SWEEP, tracking.STATUS
 N_TRIALS_TAG, TRIAL_KEY_TAG = tracking.N_TRIALS, tracking.KEY
@@ -44,23 +44,10 @@ AXIS_PARAMS = {
 }
 # Swept settings these columns already stand for (a budget axis is `total_examples`).
 BUILT_IN_AXES = {*AXIS_PARAMS.values(), "data.budget"}
-ACCURACY_METRICS = (
-    "seen/exact_match",
-    "unseen/exact_match",
-    "seen/token_acc",
-    "unseen/token_acc",
-    "seen_head/exact_match",
-    "seen_tail/exact_match",
-    "unseen_noop/exact_match",
-    "unseen_applied/exact_match",
-    "seen_never_trained/exact_match",
-    "unseen_val/exact_match",
-    "unseen_val_applied/exact_match",
-)
-OTHER_METRICS = ("train/loss", "step", "epoch", "examples_seen", "output_tokens_per_s",
-                 "wall_time_s")  # fmt: skip
+# the built-in study's metrics (trainer/study.py); a user's module adds whatever it logs
+ACCURACY_METRICS, OTHER_METRICS = study.ACCURACY, study.PROGRESS
 # The best-so-far value needs the whole history; only the two headline metrics pay for it.
-BEST_METRICS = ("unseen/exact_match", "seen/exact_match")
+BEST_METRICS = (study.HEADLINE, study.SEEN)
 
 
 def column(metric: str) -> str:
