@@ -69,3 +69,27 @@ def test_preemptions_are_said_not_counted_as_failures() -> None:
     assert preemption_line(trials(preemptions=[0.0, 0.0])) is None
     line = preemption_line(trials(preemptions=[2.0, 0.0, 1.0]))
     assert line.startswith("Preemptions: 2 trial(s) checkpointed on a preemption notice 3 time")
+
+
+def test_the_core_report_loads_none_of_the_builtin_studys_report() -> None:
+    # in a fresh interpreter: this one may have loaded them for other tests
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, divsweep.orchestrator.report.core; "
+        "print(' '.join(m for m in sys.modules if m.startswith('divsweep.orchestrator.report.')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    builtin = {
+        "findings",
+        "frontier",
+        "transition",
+        "threshold",
+        "figures",
+        "paper_reference",
+        "write",
+    }
+    assert loaded and not {m.rsplit(".", 1)[1] for m in loaded} & builtin

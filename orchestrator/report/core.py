@@ -20,7 +20,7 @@ from scipy import stats
 
 from divsweep import tracking
 from divsweep.orchestrator import cost
-from divsweep.orchestrator.report import figures as figs
+from divsweep.orchestrator.report import plots
 from divsweep.orchestrator.report.aggregate import AGGREGATED_STATUSES
 from divsweep.orchestrator.report.collect import (
     STATUSES,
@@ -220,7 +220,7 @@ def axis_page(
 ) -> Page:
     metric = headline.column
     others = [a for a in axes if a != axis]
-    figure = figs.axis_plot(table, axis, others, metric, headline.metric, fig_dir, MAX_LINES)
+    figure = plots.axis_plot(table, axis, others, metric, headline.metric, fig_dir, MAX_LINES)
     columns = {a: a for a in axes} | {
         metric: f"mean {headline.metric}",
         f"{metric}_lo": "95% low",
@@ -250,7 +250,7 @@ def pareto_page(
     trials: pd.DataFrame, cost: str, label: str, headline: Headline, axes: list[str], fig_dir
 ) -> Page:
     front = pareto_set(trials, cost, headline.column, headline.mode)
-    figure = figs.pareto_plot(trials, front, cost, label, headline.column, headline.metric,
+    figure = plots.pareto_plot(trials, front, cost, label, headline.column, headline.metric,
                               fig_dir)  # fmt: skip
     columns = {"trial_key": "trial", **{a: a for a in axes}, "seed": "seed", cost: label,
                headline.column: headline.metric}  # fmt: skip
@@ -268,7 +268,7 @@ def curves_page(sweep: Sweep, headline: Headline, axes: list[str], uri: str, fig
         for _, row in (picks if len(ordered) else ordered).iterrows()
     }
     history = histories(uri, labels, (headline.metric,))
-    figure = figs.metric_curves(history, labels, headline.metric, fig_dir)
+    figure = plots.metric_curves(history, labels, headline.metric, fig_dir)
     return Page("learning-curves", "Learning curves", [], figure)
 
 

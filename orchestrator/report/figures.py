@@ -1,8 +1,9 @@
-"""Matplotlib (Agg) figures of a sweep; each returns a Figure, or a one-line reason it is absent."""
+"""The built-in study's figures (transition, heatmap, frontier, long tail, no-op, settings, its
+learning curves), drawn with the shared helpers of plots.py; each returns a Figure, or a
+one-line reason it is absent."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -26,43 +27,10 @@ from divsweep.orchestrator.report.findings import (  # noqa: E402
     inputs_words,
 )
 from divsweep.orchestrator.report.frontier import least_examples, pareto, targets  # noqa: E402
+from divsweep.orchestrator.report.plots import Figure, errorbar, save, style  # noqa: E402
 from divsweep.orchestrator.report.transition import Transition, logistic  # noqa: E402
 
 UNSEEN, SEEN = "unseen_exact_match", "seen_exact_match"
-DPI = 100  # keeps the base64-embedded report small
-
-
-@dataclass(frozen=True)
-class Figure:
-    section: str
-    path: Path | None  # None: the data for this figure is absent
-    caption: str
-
-
-def _save(fig: plt.Figure, out: Path, section: str, caption: str) -> Figure:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
-    return Figure(section, out, caption)
-
-
-def _errorbar(ax, df: pd.DataFrame, x: str, y: str, **kw) -> None:
-    """Means with their intervals; cells without one (fewer than 3 seeds) get no bar."""
-    df = df.sort_values(x)
-    err = np.vstack([df[y] - df[f"{y}_lo"], df[f"{y}_hi"] - df[y]]).clip(min=0)
-    ax.errorbar(df[x], df[y], yerr=np.nan_to_num(err), capsize=3, marker="o", **kw)
-
-
-def _style(ax, xlabel: str, ylabel: str, *, unit_y: bool = False, legend: int | None = 8) -> None:
-    """The look every plot shares: labels, light grid, legend, and a 0–1 axis for accuracies."""
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if unit_y:
-        ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    if legend:
-        ax.legend(fontsize=legend)
 
 
 def transition_plot(cells: pd.DataFrame, fits: list[Transition], out_dir: Path) -> Figure:
@@ -77,9 +45,9 @@ def transition_plot(cells: pd.DataFrame, fits: list[Transition], out_dir: Path) 
     fit_by_budget = {f.total_examples: f for f in fits}
     for budget, color in zip(budgets, colors, strict=True):
         group = ref[ref["total_examples"] == budget]
-        _errorbar(ax, group, "n_instructions", unseen, color=color, label=f"unseen, N={budget:g}")
+        errorbar(ax, group, "n_instructions", unseen, color=color, label=f"unseen, N={budget:g}")
         if group[SEEN].notna().any():
-            _errorbar(ax, group, "n_instructions", SEEN, color=color, linestyle="--",
+            errorbar(ax, group, "n_instructions", SEEN, color=color, linestyle="--",
                       alpha=0.6, label=f"seen, N={budget:g}")  # fmt: skip
         fit = fit_by_budget.get(budget)
         if fit is not None:
@@ -88,7 +56,7 @@ def transition_plot(cells: pd.DataFrame, fits: list[Transition], out_dir: Path) 
                                  fit.slope), color=color, linewidth=0.8)  # fmt: skip
             ax.axvline(fit.midpoint, color=color, linestyle=":", linewidth=1)
     ax.set_xscale("log")
-    _style(ax, "number of instructions (log)", "exact match", unit_y=True)
+    style(ax, "number of instructions (log)", "exact match", unit_y=True)
     if len(budgets) == 1:
         n = budgets[0]
         # matplotlib probes the mapping at 0 too; keep that finite instead of a divide warning.
@@ -102,7 +70,7 @@ def transition_plot(cells: pd.DataFrame, fits: list[Transition], out_dir: Path) 
         "has 3 seeds or more (see the note under the findings); thin line: logistic fit in log "
         "n_instructions where the grid identifies one, dotted: its midpoint."
     )
-    return _save(fig, out_dir / "transition.png", "transition", caption)
+    return save(fig, out_dir / "transition.png", "transition", caption)
 
 
 def heatmap(cells: pd.DataFrame, out_dir: Path) -> Figure:
@@ -130,7 +98,7 @@ def heatmap(cells: pd.DataFrame, out_dir: Path) -> Figure:
         "Mean exact match (over seeds) on unseen and seen instructions over the grid of "
         "n_instructions × examples per instruction (uniform distribution); blank: not run."
     )
-    return _save(fig, out_dir / "heatmap.png", "heatmap", caption)
+    return save(fig, out_dir / "heatmap.png", "heatmap", caption)
 
 
 def frontier_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
@@ -150,7 +118,7 @@ def frontier_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())  # labels would overlap
-    _style(ax, "number of instructions", "least total examples reaching target",
+    style(ax, "number of instructions", "least total examples reaching target",
            legend=8 if len(least) else None)  # fmt: skip
     if not len(least):
         ax.text(0.5, 0.5, "no cell reached any target", ha="center", transform=ax.transAxes)
@@ -160,7 +128,7 @@ def frontier_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
         ax.step(front[cost], front[metric], where="post", color="C3", marker="o",
                 label="Pareto set")  # fmt: skip
         ax.set_xscale("log")
-        _style(ax, cost.replace("_", " ") + " (log)", f"unseen exact match, {inputs}")
+        style(ax, cost.replace("_", " ") + " (log)", f"unseen exact match, {inputs}")
     caption = (
         f"Unseen-rule (test) exact match on {inputs}. Left: least total training examples whose "
         "mean reaches each target, per number of instructions (missing points: no budget tried "
@@ -171,7 +139,7 @@ def frontier_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
             else ", against examples."
         )
     )
-    return _save(fig, out_dir / "frontier.png", "frontier", caption)
+    return save(fig, out_dir / "frontier.png", "frontier", caption)
 
 
 def long_tail_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
@@ -187,12 +155,12 @@ def long_tail_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
                              squeeze=False)  # fmt: skip
     ax = axes[0][0]
     for i, (n_instr, group) in enumerate(power.groupby("n_instructions")):
-        _errorbar(ax, group, "alpha", metric, color=f"C{i}", label=f"I={n_instr:g}")
+        errorbar(ax, group, "alpha", metric, color=f"C{i}", label=f"I={n_instr:g}")
         base = uniform[uniform["n_instructions"] == n_instr][metric]
         if len(base):
             ax.axhline(base.mean(), color=f"C{i}", linestyle="--", linewidth=1)
     ax.set_xscale("log")
-    _style(ax, "power-law alpha (log; dashed: uniform)", f"unseen exact match, {inputs}",
+    style(ax, "power-law alpha (log; dashed: uniform)", f"unseen exact match, {inputs}",
            unit_y=True)  # fmt: skip
     if has_buckets:
         ax = axes[0][1]
@@ -203,14 +171,14 @@ def long_tail_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
             ax.plot(group["alpha"], group["seen_tail_exact_match"], marker="s", color=f"C{i}",
                     linestyle="--", label=f"I={n_instr:g} tail")  # fmt: skip
         ax.set_xscale("log")
-        _style(ax, "power-law alpha (log)", "seen exact match", unit_y=True, legend=7)
+        style(ax, "power-law alpha (log)", "seen exact match", unit_y=True, legend=7)
     caption = (
         f"Long-tail robustness at matched budget: unseen-rule (test) exact match on {inputs} vs "
         "power-law alpha, one line per number of instructions I (dashed: the uniform "
         "distribution at the same I)"
         + ("; right: seen accuracy on head vs tail instructions." if has_buckets else ".")
     )
-    return _save(fig, out_dir / "long-tail.png", "long-tail", caption)
+    return save(fig, out_dir / "long-tail.png", "long-tail", caption)
 
 
 # Only-IF §2.3.3: instructions below a 0.1% share are barely represented in training.
@@ -243,14 +211,14 @@ def share_rank_plot(trials: pd.DataFrame, out_dir: Path) -> Figure:
     ax.axhline(RARE_SHARE, color="C3", linestyle=":", linewidth=1, label="0.1% share")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    _style(ax, "instruction rank (log)", "share of training examples (log)", legend=7)
+    style(ax, "instruction rank (log)", "share of training examples (log)", legend=7)
     caption = (
         f"Each instruction's share of the training examples against its rank, per power-law "
         f"alpha, at I = {n_instr:g} (the allocation of the lowest-seed trial of each alpha; "
         "instructions with no example are not drawn); dashed: uniform, dotted: the 0.1% share "
         "below which Only-IF finds instructions barely represented (§2.3.3, Fig. 7)."
     )
-    return _save(fig, out_dir / "share-rank.png", "share-rank", caption)
+    return save(fig, out_dir / "share-rank.png", "share-rank", caption)
 
 
 def settings_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
@@ -268,11 +236,11 @@ def settings_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
         ref = ref[ref["total_examples"] == budget]
         values = sorted(ref[name].dropna().unique(), key=setting_order)
         for i, value in enumerate(values):
-            _errorbar(ax, ref[ref[name] == value], "n_instructions", metric, color=f"C{i}",
+            errorbar(ax, ref[ref[name] == value], "n_instructions", metric, color=f"C{i}",
                       label=f"{value}")  # fmt: skip
         ax.set_xscale("log")
         ax.set_title(f"{name} (budget {budget:g})" if budget is not None else name)
-        _style(ax, "number of instructions (log)", f"unseen exact match, {inputs}", unit_y=True,
+        style(ax, "number of instructions (log)", f"unseen exact match, {inputs}", unit_y=True,
                legend=8 if values else None)  # fmt: skip
     held = ", ".join(f"{name} = {reference_value(cells[name].dropna())}" for name in settings)
     caption = (
@@ -282,7 +250,7 @@ def settings_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
         "95% intervals where a cell has 3 seeds or more. The transition, heatmap and frontier "
         f"sections read the reference values: {held} (the most common; the first among ties)."
     )
-    return _save(fig, out_dir / "settings.png", "settings", caption)
+    return save(fig, out_dir / "settings.png", "settings", caption)
 
 
 NOOP_METRICS = ("unseen_noop_exact_match", "unseen_applied_exact_match", UNSEEN)
@@ -304,16 +272,16 @@ def noop_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 4), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         for i, (n_instr, group) in enumerate(uniform.groupby("n_instructions")):
-            _errorbar(ax, group, "noop_ratio", metric, color=f"C{i}", label=f"I={n_instr:g}")
+            errorbar(ax, group, "noop_ratio", metric, color=f"C{i}", label=f"I={n_instr:g}")
         ax.set_title(titles[metric])
-        _style(ax, "no-op ratio (1 − p_pattern_present)", "unseen exact match", unit_y=True,
+        style(ax, "no-op ratio (1 − p_pattern_present)", "unseen exact match", unit_y=True,
                legend=7)  # fmt: skip
     caption = (
         "Unseen exact match vs the fraction of no-op examples (pattern absent), on no-op inputs, "
         f"inputs where the rule applies, and overall, at a budget of {budget:g} examples; one "
         "line per number of instructions."
     )
-    return _save(fig, out_dir / "no-op.png", "no-op", caption)
+    return save(fig, out_dir / "no-op.png", "no-op", caption)
 
 
 def learning_curves(history: pd.DataFrame, labels: dict[str, str], out_dir: Path) -> Figure:
@@ -335,72 +303,4 @@ def learning_curves(history: pd.DataFrame, labels: dict[str, str], out_dir: Path
     axes[0][0].legend(fontsize=7)
     caption = "Learning curves of representative trials (lowest seed; fewest, middle and most "
     caption += "instructions at the largest budget)."
-    return _save(fig, out_dir / "learning-curves.png", "learning-curves", caption)
-
-
-def _log_if_wide(ax, values: pd.Series) -> None:
-    numeric = pd.to_numeric(values, errors="coerce").dropna()
-    if len(numeric) and (numeric > 0).all() and numeric.max() / numeric.min() >= 10:
-        ax.set_xscale("log")
-
-
-def axis_plot(
-    cells: pd.DataFrame,
-    axis: str,
-    others: list[str],
-    y: str,
-    label: str,
-    out_dir: Path,
-    max_lines: int,
-) -> Figure:
-    """A metric's mean over seeds (with intervals) against one axis, a line per point of the
-    other axes (up to `max_lines`)."""
-    section = f"axis-{axis}"
-    numeric = pd.to_numeric(cells[axis], errors="coerce")
-    if cells.empty or numeric.isna().any():
-        return Figure(section, None, f"No plot: {axis} is not numeric (see the table).")
-    groups = list(cells.groupby(others, dropna=False, sort=True)) if others else [((), cells)]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for key, group in groups[:max_lines]:
-        name = ", ".join(f"{o}={v}" for o, v in zip(others, np.atleast_1d(key), strict=False))
-        _errorbar(ax, group.assign(**{axis: numeric[group.index]}), axis, y, label=name or None)
-    _log_if_wide(ax, numeric)
-    _style(ax, axis, f"{label} (mean over seeds)", legend=8 if others else None)
-    shown = "" if len(groups) <= max_lines else f" (first {max_lines} of {len(groups)} lines)"
-    caption = f"{label} vs {axis}: mean over seeds with 95% intervals where ≥ 3 seeds{shown}."
-    return _save(fig, out_dir / f"{section}.png", section, caption)
-
-
-def pareto_plot(
-    trials: pd.DataFrame, front: pd.DataFrame, cost: str, cost_label: str, y: str, label: str,
-    out_dir: Path,
-) -> Figure:  # fmt: skip
-    """Every finished trial's metric against its cost, with the Pareto set joined up."""
-    section = f"pareto-{cost}"
-    done = trials[trials["status"].isin(AGGREGATED_STATUSES)].dropna(subset=[cost, y])
-    if done.empty:
-        return Figure(section, None, f"No plot: no finished trial has {cost_label}.")
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.scatter(done[cost], done[y], alpha=0.5, label="trials")
-    ax.step(front[cost], front[y], where="post", color="C3", marker="o", label="Pareto set")
-    _log_if_wide(ax, done[cost])
-    _style(ax, cost_label, label)
-    caption = f"{label} vs {cost_label}, every finished trial; the Pareto set joined up."
-    return _save(fig, out_dir / f"{section}.png", section, caption)
-
-
-def metric_curves(history: pd.DataFrame, labels: dict[str, str], metric: str, out_dir) -> Figure:
-    """One metric's history (per reported step) for a few trials."""
-    section = "learning-curves"
-    if history.empty:
-        return Figure(section, None, f"No curves: no trial logged {metric} yet.")
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for run_id, label in labels.items():
-        run = history[history["run_id"] == run_id].sort_values("step")
-        if len(run):
-            ax.plot(run["step"], run["value"], marker=".", label=label)
-    _style(ax, "step", metric, legend=7)
-    caption = (
-        f"{metric} at each report of {len(labels)} trials (lowest seed, spread over the axes)."
-    )
-    return _save(fig, out_dir / f"{section}.png", section, caption)
+    return save(fig, out_dir / "learning-curves.png", "learning-curves", caption)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from divsweep.orchestrator.report.collect import swept_settings
-from divsweep.orchestrator.report.figures import Figure
+from divsweep.orchestrator.report.plots import Figure
 from divsweep.tracking import Status
 
 # Stable anchors: the integration test checks that a report holds every one of them.
