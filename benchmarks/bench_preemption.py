@@ -1,5 +1,6 @@
-"""Checkpoint on notice (trainer/preemption.py): the steps a preemption loses and the time from
-its notice to its checkpoint reported, for the cpu-repro model and the paper model on the CPU.
+"""Checkpoint on notice (trainer/preemption.py, trainer/notice.py): the steps a preemption loses
+and the time from its notice to its checkpoint reported, for the cpu-repro model and the paper
+model on the CPU.
 
 `python -m benchmarks bench_preemption`. A trial of each model (its spec's model and batch size,
 on trial-tiny's data: the model's size, not the data's, sets the checkpoint) trains while notices
@@ -27,7 +28,7 @@ from benchmarks.results_table import record
 from divsweep.datasets import build
 from divsweep.datasets.vocab import VOCAB
 from divsweep.orchestrator.spec import load_spec
-from divsweep.trainer import checkpoint, preemption
+from divsweep.trainer import checkpoint, notice
 from divsweep.trainer.config import TrialConfig, load_trial_config, trial_key
 from divsweep.trainer.data import TrialDataModule
 from divsweep.trainer.fit import build_trainer, fit_datamodule, quiet_lightning
@@ -64,23 +65,23 @@ def preempted_attempts(cfg: TrialConfig, dm: TrialDataModule, workdir: Path, rng
     resume, stopped_at, notice_to_report, sizes = None, [], [], []
     for attempt in range(NOTICES):
         # each attempt in a fresh process would hear its own notice: here, a fresh Notice
-        preemption.NOTICE = notice = preemption.Notice()
+        notice.NOTICE = fresh = notice.Notice()
         given: list[float] = []
         reported: dict = {}
 
         def report(metrics, folder, reported=reported):
             reported.update(at=time.perf_counter(), folder=folder)
 
-        def give(notice=notice, given=given):
+        def give(fresh=fresh, given=given):
             given.append(time.perf_counter())
-            notice.give(preemption.SIGTERM)
+            fresh.give(notice.SIGTERM)
 
         timer = threading.Timer(rng.uniform(*NOTICE_AFTER_S), give)
         timer.start()
         try:
             fit_datamodule(cfg, dm, resume_from=resume, report=report,
                            workdir=workdir / f"attempt-{attempt}", accelerator="cpu")  # fmt: skip
-        except preemption.Preempted as stopped:
+        except notice.Preempted as stopped:
             stopped_at.append(stopped.step)
         else:
             raise AssertionError("the attempt ended without its notice")

@@ -40,7 +40,7 @@ from divsweep.trainer import predictions
 from divsweep.trainer.callback import MetricNotLogged
 from divsweep.trainer.config import flat_params, parse_trial_config, trial_key
 from divsweep.trainer.user_trial import is_user_trial
-from divsweep.workers.trial import DATASETS, PREEMPTED, SYSTEM, TRACKING, run_trial
+from divsweep.workers.trial import DATASETS, PREEMPTED, SYSTEM, TRACKING, preemptible, run_trial
 
 TIME_ATTR = "step"
 CHECKPOINTS_KEPT = 2  # the newest to resume from, plus one in case the newest is half-synced
@@ -72,7 +72,7 @@ def trainable(spec: SweepSpec, function=None):
     resources; the sweep's is run_trial, a test or benchmark may bring a cheap one. (Looked up
     when called, not bound as a default, so a drill can wrap this module's run_trial.)"""
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    return tune.with_resources(function or run_trial, resources)
+    return tune.with_resources(preemptible(function or run_trial), resources)
 
 
 def make_tuner(

@@ -1,17 +1,20 @@
 """Drills: checkpoint on notice (trainer/preemption.py). A trial paused between evaluations
-(trainer/pause.py's boundary pause) gets a preemption notice, a drain of its node; it
-checkpoints at that step, reports it, and stops, and its retry resumes from that step: the
-journal holds no step twice, the retry's first step is the paused step + 1, MLflow logs no
-evaluation twice, the preemption is on the trial's run, and the sweep exits 0."""
+(trainer/pause.py's boundary pause) gets a preemption notice, a drain of its node or a SIGTERM to
+its process; it checkpoints at that step, reports it, and stops, and its retry resumes from that
+step: the journal holds no step twice, the retry's first step is the paused step + 1, MLflow
+logs no evaluation twice, the preemption is on the trial's run, and the sweep exits 0."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from cluster_utils import RAY, local_cluster
@@ -27,6 +30,8 @@ from divsweep.trainer.pause import (
     PAUSE_AT_BOUNDARY,
     PAUSE_DIR,
     paused,
+    paused_pid,
+    release,
     starts,
 )
 
@@ -152,3 +157,27 @@ def test_drained_node_trial_checkpoints_at_its_step_and_resumes_elsewhere(tmp_pa
     print(f"\ndrill drain: {time.monotonic() - started:.1f} s with cluster start-up; the drained "
           f"trial checkpointed at step {PAUSE_AT}, resumed at {PAUSE_AT + 1} on the head, "
           "with retries: 0")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sigterm_trial_checkpoints_at_its_step_and_resumes(tmp_path: Path):
+    spec = write_spec(tmp_path, "drill-sigterm", [4], retries=1)  # SIGTERM counts: one retry
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    pauses = tmp_path / "pauses"
+    started = time.monotonic()
+    cmd = [DIVSWEEP, "run", str(spec), "--tracking-uri", uri, "--no-report"]
+    driver = start(cmd, tmp_path, {**os.environ, **pause_vars(pauses)})
+    try:
+        (key,) = wait_for(lambda: paused(pauses), "the trial to pause", driver)
+        pid = paused_pid(pauses, key)
+        # a process of this drill's sweep (Ray's workers lead groups of their own), no other
+        assert pid in {p.pid for p in psutil.Process(driver.pid).children(recursive=True)}
+        os.kill(pid, signal.SIGTERM)
+        _, err = driver.communicate(timeout=400)
+    finally:
+        release(pauses, key)
+        kill_group(driver.pid)
+    assert driver.returncode == 0, err
+    assert_resumed_at_notice(tmp_path, uri, "drill-sigterm", pauses, key, "sigterm")
+    print(f"\ndrill SIGTERM: {time.monotonic() - started:.1f} s; the trial checkpointed at step "
+          f"{PAUSE_AT} and its retry resumed at {PAUSE_AT + 1}")  # fmt: skip

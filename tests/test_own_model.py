@@ -262,15 +262,15 @@ def test_a_notice_between_validations_checkpoints_that_step_and_the_retry_goes_o
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from divsweep.datasets import grouped
-    from divsweep.trainer import preemption
+    from divsweep.trainer import notice
     from divsweep.trainer.callback import ReportEachValidation
     from divsweep.trainer.config import trial_key
     from divsweep.trainer.user_fit import fit_user_trial
 
     trial = parse_spec(own_spec(tmp_path)).trials()[0]
     data = grouped.build(trial.data, cache_dir=tmp_path / "cache")
-    notice = preemption.Notice()  # this test's: the process's own is set once and for good
-    monkeypatch.setattr(preemption, "NOTICE", notice)
+    fresh = notice.Notice()  # this test's: the process's own is set once and for good
+    monkeypatch.setattr(notice, "NOTICE", fresh)
     pauses = tmp_path / "pauses"
     monkeypatch.setenv(PAUSE_DIR, str(pauses))
     monkeypatch.setenv(PAUSE_AT_BOUNDARY, "5")  # between the validations at 8 and 16
@@ -286,7 +286,7 @@ def test_a_notice_between_validations_checkpoints_that_step_and_the_retry_goes_o
     stopped: list[int] = []
 
     def first() -> None:
-        with pytest.raises(preemption.Preempted) as raised:
+        with pytest.raises(notice.Preempted) as raised:
             attempt()
         stopped.append(raised.value.step)
 
@@ -294,14 +294,14 @@ def test_a_notice_between_validations_checkpoints_that_step_and_the_retry_goes_o
     training.start()
     while not paused(pauses):  # at the boundary of step 5, where the notice finds it
         training.join(0.05)
-    notice.give(preemption.SIGTERM)
+    fresh.give(notice.SIGTERM)
     training.join(120)
     assert stopped == [5]
     (at_notice,) = reports
     assert at_notice["step"] == 5 and at_notice[tracking.PREEMPTIONS] == 1
     assert "val/exact_match" not in at_notice  # no validation at 5: nothing stale reported
 
-    monkeypatch.setattr(preemption, "NOTICE", preemption.Notice())  # the retry's process
+    monkeypatch.setattr(notice, "NOTICE", notice.Notice())  # the retry's process
     (checkpoint,) = (tmp_path / "w" / "checkpoints").glob("step-*")
     attempt(resume_from=checkpoint)
     assert starts(pauses, trial_key(trial)) == [1, 6]

@@ -12,7 +12,7 @@ import pytest
 from divsweep import tracking
 from divsweep.datasets import build
 from divsweep.datasets.sampling import allocate
-from divsweep.trainer import predictions, preemption
+from divsweep.trainer import notice, predictions
 from divsweep.trainer.checkpoint import CHECKPOINT_FILE
 from divsweep.trainer.config import TrialConfig, parse_trial_config, trial_key
 from divsweep.trainer.data import TrialDataModule
@@ -183,8 +183,8 @@ def test_notice_between_evaluations_checkpoints_that_step_and_resumes_exactly(
     cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a fresh notice for this test: the process's own is set once and for good
-    notice = preemption.Notice()
-    monkeypatch.setattr(preemption, "NOTICE", notice)
+    fresh = notice.Notice()
+    monkeypatch.setattr(notice, "NOTICE", fresh)
     cfg = trial(model={"dropout": 0.1}, max_steps=40, eval_every=15)
     data = build(cfg.data, cfg.eval, cache)
     straight = fit(cfg, data, workdir=tmp_path / "straight")
@@ -195,7 +195,7 @@ def test_notice_between_evaluations_checkpoints_that_step_and_resumes_exactly(
     first, stopped = Recorder(), []
 
     def train() -> None:
-        with pytest.raises(preemption.Preempted) as raised:
+        with pytest.raises(notice.Preempted) as raised:
             fit(cfg, data, report=first, workdir=tmp_path / "preempted")
         stopped.append(raised.value.step)
 
@@ -203,13 +203,13 @@ def test_notice_between_evaluations_checkpoints_that_step_and_resumes_exactly(
     trainer.start()
     while not paused(pauses):  # the step boundary at 7, where the notice will find the trial
         trainer.join(0.05)
-    notice.give(preemption.SIGTERM)
+    fresh.give(notice.SIGTERM)
     trainer.join(120)
     assert stopped == [7]
     ((metrics, checkpoint_dir),) = first.calls  # no evaluation: the notice's checkpoint only
     assert metrics["step"] == 7 and metrics[tracking.PREEMPTIONS] == 1
 
-    monkeypatch.setattr(preemption, "NOTICE", preemption.Notice())  # the retry's process
+    monkeypatch.setattr(notice, "NOTICE", notice.Notice())  # the retry's process
     second = Recorder()
     resumed = fit(
         cfg, data, resume_from=checkpoint_dir, report=second, workdir=tmp_path / "preempted"

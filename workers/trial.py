@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
+from ray.tune.trainable.function_trainable import wrap_function
 
 from divsweep.workers.inputs import describe
 from divsweep.workers.sysmetrics import Sampler
@@ -29,20 +30,35 @@ from divsweep.workers.sysmetrics import Sampler
 TRACKING, DATASETS, SYSTEM, PREEMPTED = "divsweep", "datasets", "system", "preempted"
 
 
+def preemptible(function):
+    """`function` as a Tune trainable whose process hears preemption notices from its start
+    (trainer/notice.py). Tune runs a function trial in a thread of its own, and only the
+    main thread, where the trainable's `setup` runs, may set a SIGTERM handler."""
+
+    class Preemptible(wrap_function(function)):
+        def setup(self, config):
+            # imported here: the class travels by value (cloudpickle), its globals with it;
+            # both are light (no torch, no Lightning): setup must stay quick
+            import ray
+
+            from divsweep.trainer import notice
+
+            notice.NOTICE.listen(ray.get_runtime_context().get_node_id())
+            super().setup(config)
+
+    return Preemptible
+
+
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable. `config["trial"]` is a resolved TrialConfig; `config["divsweep"]`
     carries the cache dir."""
-    import ray
     import torch
 
-    from divsweep.trainer import preemption
     from divsweep.trainer.config import TrialConfig
     from divsweep.trainer.data import TrialDataModule, eval_paths
     from divsweep.trainer.fit import fit_datamodule
     from divsweep.trainer.user_trial import is_user_trial
 
-    # this process hears a drain of its node from now on (trainer/preemption.py)
-    preemption.NOTICE.listen(ray.get_runtime_context().get_node_id())
     if is_user_trial(config["trial"]):
         return run_user_trial(config)
     ctx = config["divsweep"]
@@ -136,7 +152,7 @@ def _reporter(
     evaluated: dict[str, float] = {}  # the selection metric's last value, this attempt
 
     def report(metrics: dict[str, float], checkpoint_dir: Path | None, total_steps) -> None:
-        from divsweep.trainer import preemption  # loaded by the trial's training already
+        from divsweep.trainer import notice
 
         checkpoint = (
             None if checkpoint_dir is None else tune.Checkpoint.from_directory(checkpoint_dir)
@@ -149,13 +165,13 @@ def _reporter(
         carried = {}
         if selection in metrics:
             evaluated[selection] = metrics[selection]
-        elif selection is not None and preemption.NOTICE.given.is_set():
+        elif selection is not None and notice.NOTICE.given.is_set():
             # Tune's searchers and schedulers read the selection metric in every result, and
             # a notice's checkpoint comes without an evaluation: the last one's value (NaN
             # before any, which they skip), for Tune only (not in `info`: MLflow has it)
             carried[selection] = evaluated.get(selection, math.nan)
-        if preemption.NOTICE.given.is_set():  # after a notice, one report: its checkpoint
-            info[PREEMPTED] = preemption.NOTICE.source
+        if notice.NOTICE.given.is_set():  # after a notice, one report: its checkpoint
+            info[PREEMPTED] = notice.NOTICE.source
         tune.report({**carried, **metrics, TRACKING: info}, checkpoint=checkpoint)
 
     return report
