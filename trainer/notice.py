@@ -12,8 +12,7 @@ How a trial process hears (`Notice.listen`, once per process, from its main thre
   own handler runs). Python lets only the main thread set a handler, and Tune trains a function
   trial in a thread of its own: the trainable's `setup`, on the main thread, installs it
   (workers/trial.py). This module imports no torch or Lightning, so that `setup` stays quick:
-  importing Lightning there kept each trial pending for seconds, and Tune (one pending trial
-  at a time with a searcher) then ran a sweep's trials one after another
+  with Lightning imported there, Tune started a sweep's trials one after another
   (test_fractional_gpus_pack_trials).
 Both only set an Event; the step loop reads it at each step boundary (`CheckpointOnNotice`).
 
