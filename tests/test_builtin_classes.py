@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import yaml
 from mlflow import MlflowClient
 from test_orchestrator_spec import merged_spec
 
@@ -27,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # change here changes every committed result built from these specs.
 PINNED = {
     "demo.yaml": {
-        "train@8": "efbcd3e8e53e1386c6c65da353cb83f73cd53bca6905ba69e82029e0b6467efc",
-        "train@1024": "d9f1fe91c9670e421bf3226bfd6e0e1ce7018286d88bfa58d42ae6912056acf6",
+        "train@8": "5e9d548c46f36246ab9ec8fecf4e7e1d71d9f7a056f4b82c7ee4370dbad53d2c",
+        "train@1024": "a151a4de52d0e129b661038ed9694b38bd1d571e67cd36c5040023548eb80e68",
         "eval_unseen": "a0acddc8d5c81a21de2ab2d2568385c8668e2fac802110283062e40da413c20f",
     },
     "cpu-repro.yaml": {
@@ -157,3 +161,20 @@ def test_the_builtin_classes_sweep_like_any_users_module(
     html = divsweep.report(spec.name, tracking_uri=tracking_uri, out_dir=tmp_path / "r")
     text = html.read_text()
     assert 'id="frontier"' in text and "unseen_applied/exact_match vs n_instructions" in text
+
+
+def test_divsweep_train_runs_the_class_path_form_of_a_builtin_trial(tmp_path: Path) -> None:
+    trial = load_spec(ROOT / "configs" / "demo.yaml").trials()[0]
+    form = as_class_path(trial).model_dump(mode="json")
+    form["trainer"] |= {"max_steps": 10, "val_check_interval": 5}
+    form["model"]["init_args"] |= {"n_layers": 1, "d_model": 32}
+    path = tmp_path / "trial.yaml"
+    path.write_text(yaml.safe_dump(form))
+    exe = str(Path(sys.executable).parent / "divsweep")
+    cmd = [exe, "train", str(path), "--workdir", str(tmp_path / "w")]
+    env = {"DIVSWEEP_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300, env={**os.environ, **env}
+    )
+    assert done.returncode == 0, done.stderr
+    assert "unseen_applied/exact_match" in done.stdout and "examples_seen" in done.stdout
