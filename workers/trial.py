@@ -104,7 +104,7 @@ def run_user_trial(config: dict[str, Any]) -> None:
     trial = UserTrialConfig.model_validate(config["trial"])
     accelerator, cpus, gpu_ids = _placement()
     torch.set_num_threads(cpus)
-    data = None if trial.data is None else _build_user(trial.data, trial.eval, ctx.get("cache_dir"))
+    data = None if trial.data is None else _build(trial.data, trial.eval, ctx.get("cache_dir"))
     unreported = (
         [] if data is None else [describe(p, k) for k, p in dataclasses.asdict(data).items()]
     )
@@ -202,13 +202,8 @@ def _restore_checkpoint(target: Path) -> Path | None:
 def _build(data, eval_cfg, cache_dir: str | None):
     # The driver built every dataset before trials started, so this is a cache hit; on a
     # node that lacks the file (no shared cache) it builds it once, under the data lock.
-    from divsweep.datasets import build
-
-    return build(data, eval_cfg, cache_dir=None if cache_dir is None else Path(cache_dir))
-
-
-@functools.lru_cache(maxsize=64)
-def _build_user(data, eval_cfg, cache_dir: str | None):
+    # build_data serves every kind of data section: generated (built-in or a user trial's)
+    # and a user's grouped table.
     from divsweep.trainer.user_trial import build_data
 
     return build_data(data, eval_cfg, None if cache_dir is None else Path(cache_dir))
