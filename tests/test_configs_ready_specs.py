@@ -18,12 +18,12 @@ ALPHAS = {None, 2, 1, 0.5, 0.2, 0.1, 0.07, 0.03}  # None: uniform (Only-IF Fig. 
 
 
 def grid(name: str) -> set[tuple]:
-    """(n_instructions, distribution, alpha, p_pattern_present, train_k, seed, budget) of every
-    trial."""
+    """(n_instructions, distribution, alpha, p_pattern_present, train_k, seed, budget, steps) of
+    every trial."""
     return {
         (t.data.n_instructions, t.data.distribution, t.data.alpha,
          t.data.task.p_pattern_present, getattr(t.data.task, "train_k", None), t.seed,
-         t.data.total_examples)
+         t.data.total_examples, t.train.max_steps)
         for t in load_spec(CONFIGS / f"{name}.yaml").trials()
     }  # fmt: skip
 
@@ -39,7 +39,7 @@ def axis(name: str, i: int) -> set:
                        10_000, 100_000, 1_000_000}),  # Only-IF Fig. 2a ticks
         ("cpu-repro", 18, {8, 32, 128, 512, 1024, 3024}),  # x 3 rule seeds
         ("cpu-capable", 18, {8, 32, 128, 512, 1024, 3024}),  # cpu-repro, 4x64, 6,000 steps
-        ("cpu-frontier", 24, {8, 64, 512, 3024}),  # x 3 budgets x 2 seeds, then adaptive
+        ("cpu-frontier", 60, {16, 64, 256, 1024, 3024}),  # x 2 budgets x 2 run lengths x 3 seeds
         ("paper-noop", 80, {100, 200, 300, 400, 500, 1000, 10_000, 100_000}),  # Fig. 2b ticks
         ("paper-longtail", 48, {1000, 10_000, 100_000}),  # §2.3.3
         ("paper-semantic", 48, {500, 1000, 5000, 10_000}),  # Fig. 4
