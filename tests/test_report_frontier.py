@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from divsweep.orchestrator.report.aggregate import reference_slice
 from divsweep.orchestrator.report.findings import (
     UNSEEN,
-    budget_exponent_of,
+    budget_exponents_of,
+    compute_arms,
     frontier_sentence,
     search_cost_sentence,
 )
@@ -78,11 +80,68 @@ def test_frontier_of_a_trial_table_uses_counts_where_every_trial_has_them() -> N
                                               "rule_id": np.arange(200) // 5,
                                               "correct": correct}))  # fmt: skip
     table = pd.DataFrame(rows)
-    with_counts = budget_exponent_of(table, pd.concat(examples), UNSEEN)
-    plain = budget_exponent_of(table, None, UNSEEN)
+    [(arm, with_counts)] = budget_exponents_of(table, pd.concat(examples), UNSEEN)
+    [(_, plain)] = budget_exponents_of(table, None, UNSEEN)
+    assert arm == ""  # every trial saw as many examples: one arm, the whole sweep
     assert with_counts.verdict == INSTRUCTIONS
     assert with_counts.beta == pytest.approx(plain.beta, abs=1e-3)
     assert with_counts.beta == pytest.approx(0, abs=0.1)
+
+
+def seen(steps: int, budget: int) -> float:
+    """Examples seen in `steps` of batch 64: each pass over 10,000 examples ends on a batch of
+    16, as the built-in datamodule's do."""
+    return steps * 64.0 - 48 * (steps * 64 // 10_048 if budget == 10_000 else 0)
+
+
+def arms_sweep(midpoint) -> pd.DataFrame:
+    """configs/cpu-frontier.yaml's design: budgets 10,000 and 160,000 x 375 and 6,000 steps of
+    batch 64 x 6 instruction counts x 3 seeds; `midpoint(budget, steps)` is the true I*."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for budget in (10_000, 160_000):
+        for steps in (375, 6000):
+            for i in (2, 8, 32, 128, 512, 2048):
+                for seed in range(3):
+                    acc = 0.9 / (1 + (midpoint(budget, steps) / i) ** 3) + rng.normal(0, 0.02)
+                    rows.append({"run_id": f"{budget}-{steps}-{i}-{seed}", "n_instructions": i,
+                                 "total_examples": budget, "seed": seed, "status": "finished",
+                                 "distribution": "uniform", "p_pattern_present": 0.8,
+                                 "train.max_steps": str(steps),
+                                 "examples_seen": seen(steps, budget),
+                                 UNSEEN: float(np.clip(acc, 0, 1))})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_compute_arms_separate_fixed_steps_from_fixed_epochs() -> None:
+    """I* is 100 but where 375 steps at N = 10,000 give 6.25: 6,000 steps at both budgets
+    β = 0; 375 steps at both, and 2.4 passes at both (375 steps at 10,000, 6,000 at 160,000),
+    β = 1."""
+    table = arms_sweep(lambda budget, steps: 100 if steps == 6000 or budget > 10_000 else 6.25)
+    arms = compute_arms(table)
+    assert [(name, len(group)) for name, group in arms] == [
+        ("fixed steps (~24,000 examples seen at every budget)", 36),
+        ("fixed steps (~383,000 examples seen at every budget)", 36),
+        ("fixed epochs (2.4 passes over each budget)", 36),
+    ]
+    verdicts = [e.verdict for _, e in budget_exponents_of(table, None, UNSEEN)]
+    assert verdicts == [EXAMPLES_PER_INSTRUCTION, INSTRUCTIONS, EXAMPLES_PER_INSTRUCTION]
+
+
+def test_compute_arms_are_one_unnamed_arm_at_one_compute_or_without_examples_seen() -> None:
+    table = arms_sweep(lambda budget, steps: 100)
+    fixed = table[table["train.max_steps"] == "6000"]
+    assert [(name, len(group)) for name, group in compute_arms(fixed)] == [("", 36)]
+    unlogged = table.drop(columns="examples_seen")
+    assert [(name, len(group)) for name, group in compute_arms(unlogged)] == [("", 72)]
+
+
+def test_an_arm_the_model_cannot_fit_is_said() -> None:
+    assert frontier_sentence(None, "fixed epochs (2.4 passes over each budget)") == (
+        "Threshold vs budget, fixed epochs (2.4 passes over each budget): β is not estimated; "
+        "the joint model does not place I* inside the grid at every budget (no rise within the "
+        "instruction counts swept, or fewer than 4 of them per budget)."
+    )
 
 
 def trials(levels: list[int], seeds: int = 2, budget: int = 40_000) -> pd.DataFrame:
@@ -101,3 +160,13 @@ def test_search_cost_compares_with_a_full_grid_at_the_finest_step() -> None:
         "take 20 (60%)."
     )
     assert search_cost_sentence(trials([8, 16, 32, 64])) is None  # an even grid saves nothing
+
+
+def test_the_reference_slice_holds_the_longest_trained_of_equally_common_run_lengths() -> None:
+    """The transition and figures read the reference slice: of 375 and 6,000 steps, as many
+    trials each, the 6,000-step ones (of other settings, the first value)."""
+    table = arms_sweep(lambda budget, steps: 100)
+    assert set(reference_slice(table)["train.max_steps"]) == {"6000"}
+    widths = table.assign(**{"model.d_model": table["seed"].map({0: "64", 1: "128", 2: "64"})})
+    widths = widths[widths["seed"] < 2]
+    assert set(reference_slice(widths)["model.d_model"]) == {"64"}  # numeric order, the first

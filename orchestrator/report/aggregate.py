@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import pandas as pd
 
@@ -87,9 +89,16 @@ def aggregate(
     return pd.DataFrame(rows, columns=columns)
 
 
-def reference_slice(table: pd.DataFrame, keep: str | None = None) -> pd.DataFrame:
+# Settings that set how much training a trial gets (built-in `train.*`, a user's `trainer.*`).
+# Among equally common values the reference slice holds the largest, the trials that trained
+# longest; the frontier's compute arms (findings.compute_arms) keep every value.
+COMPUTE_SETTINGS = ("train.max_steps", "train.epochs", "train.batch_size", "trainer.max_steps",
+                    "trainer.max_epochs")  # fmt: skip
+
+
+def reference_slice(table: pd.DataFrame, keep: Collection[str] = ()) -> pd.DataFrame:
     """Uniform-distribution rows at the most common no-op setting and the first of the most
-    common values of every other swept setting (but `keep`): the paper's main grid.
+    common values of every other swept setting (but those in `keep`): the paper's main grid.
 
     The other rows (power-law, other p_pattern_present, other settings) belong to their own
     sections; mixing them into the transition or frontier would compare different tasks.
@@ -97,14 +106,15 @@ def reference_slice(table: pd.DataFrame, keep: str | None = None) -> pd.DataFram
     uniform = table[table["distribution"] == "uniform"]
     for name in ["p_pattern_present", *swept_settings(table)]:
         values = uniform[name]
-        if name != keep and values.notna().any():
+        if name not in keep and values.notna().any():
             uniform = uniform[values == reference_value(values)]
     return uniform
 
 
 def reference_value(values: pd.Series) -> object:
-    """The value of a setting the reference slice holds: the most common, the first in its
-    natural order among ties."""
+    """The value of a setting (the column `values.name`) the reference slice holds: the most
+    common, the first in its natural order among ties (the last for COMPUTE_SETTINGS)."""
     counts = values.value_counts()
     common = counts[counts == counts.max()].index
-    return min(common, key=setting_order)
+    pick = max if values.name in COMPUTE_SETTINGS else min
+    return pick(common, key=setting_order)

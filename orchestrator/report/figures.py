@@ -231,7 +231,7 @@ def settings_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
     inputs = inputs_words(metric)
     fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 4.5), squeeze=False)
     for ax, name in zip(axes[0], settings, strict=True):
-        ref = reference_slice(cells, keep=name).dropna(subset=[metric])
+        ref = reference_slice(cells, keep=(name,)).dropna(subset=[metric])
         budget = ref["total_examples"].mode().iloc[0] if len(ref) else None
         ref = ref[ref["total_examples"] == budget]
         values = sorted(ref[name].dropna().unique(), key=setting_order)

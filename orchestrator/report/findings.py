@@ -8,6 +8,7 @@ import pandas as pd
 
 from divsweep.orchestrator.report.aggregate import (
     AGGREGATED_STATUSES,
+    COMPUTE_SETTINGS,
     metric_counts,
     reference_slice,
 )
@@ -19,6 +20,8 @@ from divsweep.orchestrator.report.threshold import (
     CANNOT_TELL,
     EXAMPLES_PER_INSTRUCTION,
     INSTRUCTIONS,
+    MIN_BUDGETS,
+    MIN_LEVELS_PER_BUDGET,
     NEITHER,
     Exponent,
     budget_exponent,
@@ -118,14 +121,22 @@ VERDICTS = {
 }
 
 
-def frontier_sentence(e: Exponent | None) -> str | None:
+def frontier_sentence(e: Exponent | None, arm: str = "") -> str | None:
     """Which sets the threshold, from the joint model of every budget (threshold.py): the
-    number of instructions (β = 0) or the examples per instruction (β = 1)."""
+    number of instructions (β = 0) or the examples per instruction (β = 1). `arm` names the
+    compute arm the trials form (compute_arms); a named arm the model cannot fit is said."""
+    label = f"Threshold vs budget, {arm}" if arm else "Threshold vs budget"
     if e is None:
-        return None
+        if not arm:
+            return None
+        return (
+            f"{label}: β is not estimated; the joint model does not place I* inside the grid at "
+            f"every budget (no rise within the instruction counts swept, or fewer than "
+            f"{MIN_LEVELS_PER_BUDGET} of them per budget)."
+        )
     at = "; ".join(f"N = {_n(n)}: ~{_n(i)}" for n, i in sorted(e.midpoints.items()))
     return (
-        f"Threshold vs budget: one logistic curve per budget with a shared slope and I* ∝ N^β "
+        f"{label}: one logistic curve per budget with a shared slope and I* ∝ N^β "
         f"({e.n_trials} trials, {len(e.midpoints)} budgets; quasi-binomial, trials as the "
         f"replication unit, sandwich variance, t on {e.df} df): β = {e.beta:.2f}, "
         f"{CONFIDENCE:.0%} interval {e.ci_low:.2f} to {e.ci_high:.2f}; I* {at}. Test of β = 0 "
@@ -139,17 +150,47 @@ def _p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def budget_exponent_of(
+def compute_arms(trials: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The trials grouped by the compute they had, for a frontier over budgets: those that saw
+    as many examples at every budget (fixed steps: the budget alone varies) and those that made
+    as many passes over their budget (fixed epochs: compute grows with N), each where it spans
+    MIN_BUDGETS budgets; a trial may be in both. One unnamed arm of every trial where they all
+    saw about as many examples, or some did not log `examples_seen` (a user's module)."""
+    seen = trials.get("examples_seen")
+    if seen is None or seen.isna().any() or seen.map(_approx).nunique() <= 1:
+        return [("", trials)]
+    arms = [
+        (f"fixed steps (~{_n(_approx(group['examples_seen'].median(), 3))} examples seen at "
+         "every budget)", group)
+        for _, group in trials.groupby(seen.map(_approx))
+        if group["total_examples"].nunique() >= MIN_BUDGETS
+    ]  # fmt: skip
+    arms += [
+        (f"fixed epochs ({value:g} passes over each budget)", group)
+        for value, group in trials.groupby((seen / trials["total_examples"]).map(_approx))
+        if group["total_examples"].nunique() >= MIN_BUDGETS
+    ]
+    return arms
+
+
+def _approx(x: float, digits: int = 2) -> float:
+    """To 2 significant digits, where compute is compared: an epoch's last batch is short where
+    the batch size does not divide the budget, and `train.epochs` rounds to whole steps."""
+    return float(f"{x:.{digits}g}")
+
+
+def budget_exponents_of(
     trials: pd.DataFrame, examples: pd.DataFrame | None, metric: str
-) -> Exponent | None:
-    """β from the finished trials of the reference slice, on per-example counts of `metric`
-    where they back every trial (else on each trial's value)."""
-    done = reference_slice(trials[trials["status"].isin(AGGREGATED_STATUSES)])
+) -> list[tuple[str, Exponent | None]]:
+    """β per compute arm (compute_arms) from the finished trials of the reference slice, which
+    keeps every compute setting, on per-example counts of `metric` where they back every
+    trial (else on each trial's value)."""
+    done = reference_slice(trials[trials["status"].isin(AGGREGATED_STATUSES)], COMPUTE_SETTINGS)
     counts = metric_counts(examples, metric)
     if counts is not None:
         per_run = counts.groupby("run_id")[["n", "k"]].sum()
         done = done.join(per_run, on="run_id")
-    return budget_exponent(done, metric)
+    return [(arm, budget_exponent(group, metric)) for arm, group in compute_arms(done)]
 
 
 def search_cost_sentence(trials: pd.DataFrame) -> str | None:
@@ -300,7 +341,7 @@ def per_setting_reading(cells: pd.DataFrame, name: str, label) -> str | None:
     match at the fewest and the most instructions and the fewest that reach GENERALIZES, the
     other settings at their reference values; None unless it takes two values or more.
     `label` names a value (`0.8` -> `no-op 20%`)."""
-    ref = reference_slice(cells, keep=name)
+    ref = reference_slice(cells, keep=(name,))
     metric = generalization_metric(ref)
     ref = ref.dropna(subset=[metric, name])
     if ref[name].nunique() < 2:
@@ -402,8 +443,8 @@ def headline(
     if line:
         out.append(line)
     cost = search_cost_sentence(sweep.trials) if sweep.search == "adaptive" else None
-    exponent = budget_exponent_of(sweep.trials, examples, metric)
-    for extra in (frontier_sentence(exponent), cost):
+    arms = budget_exponents_of(sweep.trials, examples, metric)
+    for extra in (*(frontier_sentence(e, arm) for arm, e in arms), cost):
         if extra:
             out.append(extra)
     has_op = has_op_sentence(cells)
