@@ -3,12 +3,21 @@ seeds, intervals of metrics that are not proportions, the Pareto set, the least-
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from divsweep.orchestrator.report.core import cells, least_groups, pareto_set, seed_interval
+from divsweep.orchestrator.report.core import (
+    Headline,
+    cells,
+    least_groups,
+    pareto_set,
+    seed_interval,
+    threshold_page,
+)
 
 
 def trials(**columns) -> pd.DataFrame:
@@ -71,6 +80,31 @@ def test_preemptions_are_said_not_counted_as_failures() -> None:
     assert line.startswith("Preemptions: 2 trial(s) checkpointed on a preemption notice 3 time")
 
 
+def test_threshold_vs_budget_for_a_users_module_per_point_of_its_other_axes() -> None:
+    """A user's sweep (no examples_seen logged) over groups x two budgets x a width: at width 64
+    I* is 40 at both budgets (β = 0), at width 128 it grows 16x with a 16x budget (β = 1)."""
+    rng = np.random.default_rng(0)
+    rows = [
+        {"n_instructions": i, "total_examples": n, "model.init_args.width": w, "seed": s,
+         "test_exact_match": float(np.clip(0.95 / (1 + (i_star / i) ** 2.5)
+                                            + rng.normal(0, 0.02), 0, 1))}
+        for w in ("64", "128")
+        for n in (1_000, 16_000)
+        for i, s in itertools.product((4, 16, 64, 256, 1024, 4096), range(3))
+        for i_star in [40 if w == "64" else 40 * n / 1_000 / 4]
+    ]  # fmt: skip
+    table = trials(**pd.DataFrame(rows).to_dict("list"))
+    axes = ["n_instructions", "total_examples", "model.init_args.width"]
+    page = threshold_page(table, Headline("test/exact_match", "max"), axes)
+    wide, narrow = page.lines  # the width's values in their grouped order: "128", "64"
+    assert wide.startswith("Threshold vs budget, model.init_args.width=128: ")
+    assert "consistent with a threshold set by examples per instruction" in wide
+    assert narrow.startswith("Threshold vs budget, model.init_args.width=64: ")
+    assert "consistent with a threshold set by the number of instructions" in narrow
+    # a loss (a minimum, not a proportion) has no threshold
+    assert threshold_page(table, Headline("test/exact_match", "min"), axes) is None
+
+
 def test_the_core_report_loads_none_of_the_builtin_studys_report() -> None:
     # in a fresh interpreter: this one may have loaded them for other tests
     import subprocess
@@ -87,7 +121,6 @@ def test_the_core_report_loads_none_of_the_builtin_studys_report() -> None:
         "findings",
         "frontier",
         "transition",
-        "threshold",
         "figures",
         "paper_reference",
         "write",

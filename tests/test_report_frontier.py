@@ -11,8 +11,6 @@ from divsweep.orchestrator.report.aggregate import reference_slice
 from divsweep.orchestrator.report.findings import (
     UNSEEN,
     budget_exponents_of,
-    compute_arms,
-    frontier_sentence,
     search_cost_sentence,
 )
 from divsweep.orchestrator.report.threshold import (
@@ -21,6 +19,8 @@ from divsweep.orchestrator.report.threshold import (
     INSTRUCTIONS,
     NEITHER,
     Exponent,
+    compute_arms,
+    frontier_sentence,
 )
 
 

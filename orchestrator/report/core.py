@@ -21,7 +21,7 @@ from scipy import stats
 from divsweep import tracking
 from divsweep.orchestrator import cost
 from divsweep.orchestrator.report import plots
-from divsweep.orchestrator.report.aggregate import AGGREGATED_STATUSES
+from divsweep.orchestrator.report.aggregate import AGGREGATED_STATUSES, COMPUTE_SETTINGS
 from divsweep.orchestrator.report.collect import (
     STATUSES,
     Sweep,
@@ -40,12 +40,14 @@ from divsweep.orchestrator.report.intervals import (
     method_note,
 )
 from divsweep.orchestrator.report.render import Page, page_html, page_markdown
+from divsweep.orchestrator.report.threshold import budget_exponent, compute_arms, frontier_sentence
 from divsweep.tracking import Status
 
 ARTIFACT_DIR = "report"
 N_CURVES = 6
 MAX_LINES = 8  # lines per axis figure; more combinations of the other axes are left to tables
 GROUPS = "n_instructions"  # the number-of-groups axis (instructions, tasks, rules)
+BUDGET = "total_examples"  # the training-set size axis (`data.budget`)
 LEVELS = (0.5,)  # fixed headline levels the frontier reads, besides fractions of the best
 COSTS = {"total_examples": "training examples", "gpu_hours": "GPU-hours",
          "cpu_hours": "CPU-hours", "wall_time_s": "wall seconds"}  # fmt: skip
@@ -162,6 +164,8 @@ def write_core_report(
         pages.append(axis_page(table, axes, axis, headline, fig_dir))
     if GROUPS in axes:
         pages.append(frontier_page(table, headline, [a for a in axes if a != GROUPS]))
+    if GROUPS in axes and BUDGET in axes:
+        pages += filter(None, [threshold_page(sweep.trials, headline, axes)])
     for paid, label in COSTS.items():
         if sweep.trials[paid].nunique() > 1:  # a cost every trial paid alike orders nothing
             pages.append(pareto_page(sweep.trials, paid, label, headline, axes, fig_dir))
@@ -244,6 +248,25 @@ def frontier_page(table: pd.DataFrame, headline: Headline, others: list[str]) ->
     ]
     columns = {c: c for c in frontier.columns}
     return Page("frontier", "Least-data frontier", lines, None, frontier, columns)
+
+
+def threshold_page(trials: pd.DataFrame, headline: Headline, axes: list[str]) -> Page | None:
+    """Whether the number of groups or the examples per group sets the threshold: I*(N) ∝ N^β
+    over the budgets (threshold.py), per compute arm and per point of the axes beyond groups,
+    budget and compute. Only for a headline that is a proportion to maximise (an accuracy)."""
+    metric = headline.column
+    done = trials[trials["status"].isin(AGGREGATED_STATUSES)].dropna(subset=[metric])
+    if headline.mode != "max" or done.empty or not done[metric].between(0, 1).all():
+        return None
+    others = [a for a in axes if a not in (GROUPS, BUDGET, *COMPUTE_SETTINGS)]
+    points = done.groupby(others, dropna=False) if others else [((), done)]
+    lines = []
+    for key, point in points:
+        where = ", ".join(f"{a}={v}" for a, v in zip(others, np.atleast_1d(key), strict=True))
+        for arm, group in compute_arms(point):
+            label = "; ".join(filter(None, [arm, where])) or "all trials"
+            lines.append(frontier_sentence(budget_exponent(group, metric), label))
+    return Page("threshold", "Threshold vs budget", lines)
 
 
 def pareto_page(

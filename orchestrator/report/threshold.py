@@ -16,6 +16,11 @@ leaves β alone; with 2 or 3 seeds a variance between seeds could not be estimat
 needs only each trial's accuracy: with equal examples per trial the scale cancels, so trials
 without per-example counts enter as proportions (n = 1). Coverage of β and the verdicts are
 measured by simulation in tests/test_report_threshold.py.
+
+A sweep's trials may differ in compute as well as budget: `compute_arms` groups them into the
+arms a fit may pool (as many examples seen at every budget, or as many passes over it), and
+`frontier_sentence` states β per arm. Both the core report (any sweep) and the built-in
+study's findings read them.
 """
 
 from __future__ import annotations
@@ -194,3 +199,82 @@ def budget_exponent(trials: pd.DataFrame, metric: str) -> Exponent | None:
     k = trials["k"].to_numpy(dtype=float) if counted else trials[metric].to_numpy(dtype=float)
     x = np.log10(trials["n_instructions"].to_numpy(dtype=float))
     return fit(x, b, np.log10(budgets), n, k)
+
+
+VERDICTS = {
+    INSTRUCTIONS: (
+        "β = 1 is rejected and β = 0 is not: consistent with a threshold set by the number of "
+        "instructions (the interval bounds how far I* may still move with N)"
+    ),
+    EXAMPLES_PER_INSTRUCTION: (
+        "β = 0 is rejected and β = 1 is not: consistent with a threshold set by examples per "
+        "instruction (the interval bounds how far N / I* may still move with N)"
+    ),
+    CANNOT_TELL: (
+        "the interval holds both 0 and 1, so this sweep cannot tell which sets the threshold "
+        "(budgets too close together, or too few seeds)"
+    ),
+    NEITHER: "both are rejected: I* moves with the budget, but not in proportion to it",
+}
+
+
+def frontier_sentence(e: Exponent | None, arm: str = "") -> str | None:
+    """Which sets the threshold, from the joint model of every budget (threshold.py): the
+    number of instructions (β = 0) or the examples per instruction (β = 1). `arm` names the
+    compute arm the trials form (compute_arms); a named arm the model cannot fit is said."""
+    label = f"Threshold vs budget, {arm}" if arm else "Threshold vs budget"
+    if e is None:
+        if not arm:
+            return None
+        return (
+            f"{label}: β is not estimated; the joint model does not place I* inside the grid at "
+            f"every budget (no rise within the instruction counts swept, or fewer than "
+            f"{MIN_LEVELS_PER_BUDGET} of them per budget)."
+        )
+    at = "; ".join(f"N = {_count(n)}: ~{_count(i)}" for n, i in sorted(e.midpoints.items()))
+    return (
+        f"{label}: one logistic curve per budget with a shared slope and I* ∝ N^β "
+        f"({e.n_trials} trials, {len(e.midpoints)} budgets; quasi-binomial, trials as the "
+        f"replication unit, sandwich variance, t on {e.df} df): β = {e.beta:.2f}, "
+        f"{CONFIDENCE:.0%} interval {e.ci_low:.2f} to {e.ci_high:.2f}; I* {at}. Test of β = 0 "
+        f"(set by the number of instructions): {_p(e.p_instructions)}; of β = 1 (set by "
+        f"examples per instruction): {_p(e.p_examples_per_instruction)}. Verdict: "
+        f"{VERDICTS[e.verdict]}."
+    )
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def compute_arms(trials: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The trials grouped by the compute they had, for a frontier over budgets: those that saw
+    as many examples at every budget (fixed steps: the budget alone varies) and those that made
+    as many passes over their budget (fixed epochs: compute grows with N), each where it spans
+    MIN_BUDGETS budgets; a trial may be in both. One unnamed arm of every trial where they all
+    saw about as many examples, or some did not log `examples_seen` (a user's module)."""
+    seen = trials.get("examples_seen")
+    if seen is None or seen.isna().any() or seen.map(_approx).nunique() <= 1:
+        return [("", trials)]
+    arms = [
+        (f"fixed steps (~{_count(_approx(group['examples_seen'].median(), 3))} examples seen at "
+         "every budget)", group)
+        for _, group in trials.groupby(seen.map(_approx))
+        if group["total_examples"].nunique() >= MIN_BUDGETS
+    ]  # fmt: skip
+    arms += [
+        (f"fixed epochs ({value:g} passes over each budget)", group)
+        for value, group in trials.groupby((seen / trials["total_examples"]).map(_approx))
+        if group["total_examples"].nunique() >= MIN_BUDGETS
+    ]
+    return arms
+
+
+def _approx(x: float, digits: int = 2) -> float:
+    """To 2 significant digits, where compute is compared: an epoch's last batch is short where
+    the batch size does not divide the budget, and `train.epochs` rounds to whole steps."""
+    return float(f"{x:.{digits}g}")
+
+
+def _count(x: float) -> str:
+    return f"{x:,.0f}" if x >= 10 else f"{x:.3g}"
