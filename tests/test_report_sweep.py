@@ -90,6 +90,7 @@ def log_sweep(
     trials: list[dict],
     n_trials: int | None = None,
     spec: dict | None = None,
+    parent_tags: dict[str, str] | None = None,
 ) -> str:
     """A parent run and one child run per trial, tagged exactly as the orchestrator does
     (with the sweep's spec as its artifact where one is given)."""
@@ -102,6 +103,7 @@ def log_sweep(
             "divsweep.role": "sweep",
             "divsweep.sweep": name,
             "divsweep.n_trials": str(n_trials if n_trials is not None else len(trials)),
+            **(parent_tags or {}),
         },
     )
     if spec is not None:
@@ -395,6 +397,19 @@ def test_report_of_a_complete_sweep(tracking_uri: str, tmp_path: Path) -> None:
     assert {Path(a.path).name for a in figs} == {
         p.name for p in (tmp_path / "out" / "figures").glob("*.png")
     }
+
+
+def test_every_report_tells_status_where_it_is(tracking_uri: str, tmp_path: Path) -> None:
+    """The report of a user's module (the core) tags its parent as the built-in one does, so
+    `divsweep status` shows where the latest report is and what it holds."""
+    tags = {tracking.STUDY: tracking.USER_STUDY, tracking.HEADLINE: "unseen/exact_match (max)"}
+    parent = log_sweep(tracking_uri, "own", logistic_sweep()[:5], n_trials=9, parent_tags=tags)
+    html_path = write_report("own", tracking_uri, tmp_path / "out")
+    html = html_path.read_text()
+    assert "Headline: unseen/exact_match (max)" in html and 'id="findings"' not in html  # core
+    written = MlflowClient(tracking_uri).get_run(parent).data.tags
+    assert written[tracking.REPORT] == str(html_path.resolve())
+    assert written[tracking.REPORT_STATE] == "partial: 5 of 9 trials"
 
 
 def test_partial_sweep_is_marked(tracking_uri: str, tmp_path: Path) -> None:

@@ -179,13 +179,31 @@ def write_core_report(
     sweep.trials.to_parquet(out_dir / "trials.parquet", index=False)
     sweep.trials.to_csv(out_dir / "trials.csv", index=False)
     if log_to_mlflow:
-        client = tracking.client(tracking_uri)
         names = ("report.html", "report.md", "summary.parquet", "trials.parquet", "trials.csv")
-        uploads = [(out_dir / name, ARTIFACT_DIR) for name in names]
-        uploads += [(f, f"{ARTIFACT_DIR}/figures") for p in pages for f in p.figure_paths]
-        for path, folder in uploads:
-            tracking.retrying(client.log_artifact, sweep.parent_run_id, str(path), folder)
+        files = [out_dir / name for name in names]
+        publish(sweep, tracking_uri, html_path, files, [f for p in pages for f in p.figure_paths])
     return html_path
+
+
+def publish(
+    sweep: Sweep, tracking_uri: str, html_path: Path, files: list[Path], figures: list[Path]
+) -> None:
+    """A report's files as artifacts of the sweep's parent run (under `report/`), and the
+    tags `divsweep status` reads: where the latest report is and what it holds."""
+    client = tracking.client(tracking_uri)
+    uploads = [(path, ARTIFACT_DIR) for path in files]
+    uploads += [(path, f"{ARTIFACT_DIR}/figures") for path in figures]
+    for path, folder in uploads:
+        tracking.retrying(client.log_artifact, sweep.parent_run_id, str(path), folder)
+    total = "?" if sweep.n_trials is None else sweep.n_trials
+    state = (
+        f"partial: {sweep.n_done} of {total} trials"
+        if sweep.partial
+        else f"final: {len(sweep.trials)} trials"
+    )
+    tags = {tracking.REPORT: str(html_path.resolve()), tracking.REPORT_STATE: state}
+    for name, value in tags.items():
+        tracking.retrying(client.set_tag, sweep.parent_run_id, name, value)
 
 
 def _fmt(value: float) -> str:

@@ -24,6 +24,7 @@ from divsweep.orchestrator.report.collect import (
     examples,
     histories,
 )
+from divsweep.orchestrator.report.core import publish, write_core_report
 from divsweep.orchestrator.report.findings import (
     REGIME_DEFINITIONS,
     generalization_metric,
@@ -41,7 +42,6 @@ AGGREGATED = [column(m) for m in ACCURACY_METRICS] + [
     "best_unseen_exact_match", "best_seen_exact_match", "step", "wall_time_s", "gpu_hours",
     "cpu_hours", "money", "effective_instructions",
 ]  # fmt: skip
-ARTIFACT_DIR = "report"
 OUTPUT_FILES = ("report.html", "report.md", "summary.parquet", "summary.csv", "trials.parquet",
                 "trials.csv")  # fmt: skip
 N_CURVES = 4
@@ -71,8 +71,6 @@ def write_report(
     out_dir = Path(out_dir)
     sweep = collect(experiment, tracking_uri)  # an unknown experiment fails before any folder
     if sweep.study != tracking.BUILTIN_STUDY:  # the user's module: the report of any sweep
-        from divsweep.orchestrator.report.core import write_core_report
-
         return write_core_report(sweep, tracking_uri, out_dir, log_to_mlflow)
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -126,22 +124,9 @@ def write_report(
     (out_dir / "report.md").write_text(render_markdown(content, out_dir), encoding="utf-8")
     _write_table(cells, out_dir / "summary")
     _write_table(sweep.trials, out_dir / "trials")
-    if log_to_mlflow:
-        # Only our own outputs: out_dir may be a folder that holds other things.
-        uploads = [(out_dir / name, ARTIFACT_DIR) for name in OUTPUT_FILES]
-        uploads += [(f.path, f"{ARTIFACT_DIR}/figures") for f in figures.values() if f.path]
-        for path, folder in uploads:
-            tracking.retrying(client.log_artifact, sweep.parent_run_id, str(path), folder)
-        # for `divsweep status`: where the latest report is, and what it holds
-        total = "?" if sweep.n_trials is None else sweep.n_trials
-        state = (
-            f"partial: {sweep.n_done} of {total} trials"
-            if sweep.partial
-            else f"final: {len(sweep.trials)} trials"
-        )
-        tags = {tracking.REPORT: str(html_path.resolve()), tracking.REPORT_STATE: state}
-        for name, value in tags.items():
-            tracking.retrying(client.set_tag, sweep.parent_run_id, name, value)
+    if log_to_mlflow:  # only our own outputs: out_dir may be a folder that holds other things
+        files = [out_dir / name for name in OUTPUT_FILES]
+        publish(sweep, tracking_uri, html_path, files, [f.path for f in figures.values() if f.path])
     return html_path
 
 
