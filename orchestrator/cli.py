@@ -177,7 +177,7 @@ def _report(report_dir: Path, builtin: bool) -> None:
         return
     import pandas as pd
 
-    from divsweep.orchestrator.report.findings import transition_line
+    from divsweep.orchestrator.report.builtin.findings import transition_line
 
     # the report's own summary table, so the terminal says what the report says
     line = transition_line(pd.read_parquet(report_dir / "summary.parquet"))

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import divsweep
-from divsweep.orchestrator.report.write import write_report
+from divsweep.orchestrator.report import write_report
 from divsweep.orchestrator.spec import load_spec, parse_spec
 from divsweep.orchestrator.status import sweep_status
 

@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from divsweep.orchestrator.report import SECTION_IDS
-from divsweep.orchestrator.report.findings import transition_line
+from divsweep.orchestrator.report.builtin.findings import transition_line
 from divsweep.orchestrator.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from divsweep.orchestrator.report.aggregate import reference_slice
-from divsweep.orchestrator.report.findings import (
+from divsweep.orchestrator.report.builtin.aggregate import reference_slice
+from divsweep.orchestrator.report.builtin.findings import (
     UNSEEN,
     budget_exponents_of,
     search_cost_sentence,

@@ -14,7 +14,17 @@ import pytest
 from scipy.special import expit
 
 from divsweep.orchestrator.report import intervals
-from divsweep.orchestrator.report.aggregate import aggregate
+from divsweep.orchestrator.report.builtin.aggregate import aggregate
+from divsweep.orchestrator.report.builtin.transition import (
+    FAILS,
+    FEW_SEEDS,
+    GENERALIZES,
+    MIN_LEVELS,
+    RULES_ONLY,
+    SEEDS_THEN_RULES,
+    bracket,
+    estimate,
+)
 from divsweep.orchestrator.report.intervals import (
     BIMODAL_NOTE,
     MIN_SEEDS,
@@ -28,16 +38,6 @@ from divsweep.orchestrator.report.intervals import (
     method_note,
     rule_counts,
     trial_interval,
-)
-from divsweep.orchestrator.report.transition import (
-    FAILS,
-    FEW_SEEDS,
-    GENERALIZES,
-    MIN_LEVELS,
-    RULES_ONLY,
-    SEEDS_THEN_RULES,
-    bracket,
-    estimate,
 )
 
 N_REPETITIONS = 300

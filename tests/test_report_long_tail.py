@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from divsweep.orchestrator.report.findings import (
+from divsweep.orchestrator.report.builtin.findings import (
     APPLIED,
     UNSEEN,
     has_op_sentence,
     long_tail_robust_from,
     paper_vs_ours,
 )
-from divsweep.orchestrator.report.paper_reference import SEMANTIC_K
+from divsweep.orchestrator.report.builtin.paper_reference import SEMANTIC_K
 
 
 def cells(points: list[tuple[int, float, float]], budget: int = 40_000) -> pd.DataFrame:

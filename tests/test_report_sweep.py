@@ -22,11 +22,11 @@ from divsweep import tracking
 from divsweep.datasets.sampling import allocation
 from divsweep.errors import UserError
 from divsweep.orchestrator.report import SECTION_IDS, write_report
-from divsweep.orchestrator.report.aggregate import aggregate, metric_counts, reference_slice
+from divsweep.orchestrator.report.builtin.aggregate import aggregate, metric_counts, reference_slice
+from divsweep.orchestrator.report.builtin.frontier import TARGETS, least_examples, pareto, targets
+from divsweep.orchestrator.report.builtin.transition import RULES_ONLY, SEEDS_THEN_RULES, estimate
 from divsweep.orchestrator.report.collect import collect, examples, swept_settings
-from divsweep.orchestrator.report.frontier import TARGETS, least_examples, pareto, targets
 from divsweep.orchestrator.report.intervals import NO_INTERVAL, SEEDS_AND_RULES, SEEDS_ONLY
-from divsweep.orchestrator.report.transition import RULES_ONLY, SEEDS_THEN_RULES, estimate
 from divsweep.trainer import predictions
 
 MIDPOINT = 100.0  # n_instructions where the synthetic unseen accuracy is halfway up

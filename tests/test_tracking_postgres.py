@@ -23,8 +23,8 @@ from test_orchestrator_spec import tiny_spec
 from test_orchestrator_sweep import check_tracked
 from test_storage_sweep import bucket_files
 
+from divsweep.orchestrator.report.builtin.write import OUTPUT_FILES
 from divsweep.orchestrator.report.core import ARTIFACT_DIR
-from divsweep.orchestrator.report.write import OUTPUT_FILES
 from divsweep.trainer import predictions
 
 DIVSWEEP = str(Path(sys.executable).with_name("divsweep"))

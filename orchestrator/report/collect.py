@@ -27,6 +27,13 @@ ROLE_TAG, SWEEP_TAG, STATUS_TAG = tracking.ROLE, tracking.SWEEP, tracking.STATUS
 N_TRIALS_TAG, TRIAL_KEY_TAG = tracking.N_TRIALS, tracking.KEY
 
 STATUSES = (Status.FINISHED, Status.RUNNING, Status.STOPPED, Status.FAILED)
+# Early-stopped and running trials did not train to the end; averaging them in would mix budgets.
+AGGREGATED_STATUSES = (Status.FINISHED,)
+# Settings that set how much training a trial gets (built-in `train.*`, a user's `trainer.*`).
+# Among equally common values the reference slice holds the largest, the trials that trained
+# longest; the frontier's compute arms (threshold.compute_arms) keep every value.
+COMPUTE_SETTINGS = ("train.max_steps", "train.epochs", "train.batch_size", "trainer.max_steps",
+                    "trainer.max_epochs")  # fmt: skip
 # A run whose worker died before tagging it still has MLflow's own lifecycle status.
 _MLFLOW_STATUS = {"FINISHED": Status.FINISHED, "RUNNING": Status.RUNNING,
                   "SCHEDULED": Status.RUNNING, "FAILED": Status.FAILED,

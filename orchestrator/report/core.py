@@ -21,8 +21,9 @@ from scipy import stats
 from divsweep import tracking
 from divsweep.orchestrator import cost
 from divsweep.orchestrator.report import plots
-from divsweep.orchestrator.report.aggregate import AGGREGATED_STATUSES, COMPUTE_SETTINGS
 from divsweep.orchestrator.report.collect import (
+    AGGREGATED_STATUSES,
+    COMPUTE_SETTINGS,
     STATUSES,
     Sweep,
     axis_column,

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from divsweep.orchestrator.report.aggregate import AGGREGATED_STATUSES  # noqa: E402
+from divsweep.orchestrator.report.collect import AGGREGATED_STATUSES  # noqa: E402
 
 DPI = 100  # keeps the base64-embedded report small
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from divsweep.orchestrator.report.aggregate import reference_slice
+from divsweep.orchestrator.report.builtin.aggregate import reference_slice
 
 TARGETS = (0.5, 0.8, 0.95)
 ACCURACY = "unseen_exact_match"

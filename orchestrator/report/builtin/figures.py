@@ -16,19 +16,19 @@ from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from divsweep.datasets.sampling import allocation  # noqa: E402
 from divsweep.orchestrator.cost import HOURS_WORDS, hours_axis  # noqa: E402
-from divsweep.orchestrator.report.aggregate import (  # noqa: E402
+from divsweep.orchestrator.report.builtin.aggregate import (  # noqa: E402
     AGGREGATED_STATUSES,
     reference_slice,
     reference_value,
 )
-from divsweep.orchestrator.report.collect import setting_order, swept_settings  # noqa: E402
-from divsweep.orchestrator.report.findings import (  # noqa: E402
+from divsweep.orchestrator.report.builtin.findings import (  # noqa: E402
     generalization_metric,
     inputs_words,
 )
-from divsweep.orchestrator.report.frontier import least_examples, pareto, targets  # noqa: E402
+from divsweep.orchestrator.report.builtin.frontier import least_examples, pareto, targets  # noqa: E402
+from divsweep.orchestrator.report.builtin.transition import Transition, logistic  # noqa: E402
+from divsweep.orchestrator.report.collect import setting_order, swept_settings  # noqa: E402
 from divsweep.orchestrator.report.plots import Figure, errorbar, save, style  # noqa: E402
-from divsweep.orchestrator.report.transition import Transition, logistic  # noqa: E402
 
 UNSEEN, SEEN = "unseen_exact_match", "seen_exact_match"
 

@@ -8,34 +8,33 @@ import pandas as pd
 
 from divsweep import tracking
 from divsweep.orchestrator import cost
-from divsweep.orchestrator.report import figures as figs
-from divsweep.orchestrator.report.aggregate import (
+from divsweep.orchestrator.report.builtin import figures as figs
+from divsweep.orchestrator.report.builtin.aggregate import (
     AGGREGATED_STATUSES,
     aggregate,
     metric_counts,
     reference_slice,
 )
-from divsweep.orchestrator.report.collect import (
-    ACCURACY_METRICS,
-    STATUSES,
-    Sweep,
-    collect,
-    column,
-    examples,
-    histories,
-)
-from divsweep.orchestrator.report.core import publish, write_core_report
-from divsweep.orchestrator.report.findings import (
+from divsweep.orchestrator.report.builtin.findings import (
     REGIME_DEFINITIONS,
     generalization_metric,
     headline,
     paper_vs_ours,
     splits_note,
 )
-from divsweep.orchestrator.report.frontier import targets
+from divsweep.orchestrator.report.builtin.frontier import targets
+from divsweep.orchestrator.report.builtin.transition import estimate_per_budget
+from divsweep.orchestrator.report.collect import (
+    ACCURACY_METRICS,
+    STATUSES,
+    Sweep,
+    column,
+    examples,
+    histories,
+)
+from divsweep.orchestrator.report.core import publish
 from divsweep.orchestrator.report.intervals import method_note
 from divsweep.orchestrator.report.render import ReportContent, render_html, render_markdown
-from divsweep.orchestrator.report.transition import estimate_per_budget
 from divsweep.tracking import Status
 
 AGGREGATED = [column(m) for m in ACCURACY_METRICS] + [
@@ -64,14 +63,12 @@ def _representative(sweep: Sweep) -> dict[str, str]:
     }
 
 
-def write_report(
-    experiment: str, tracking_uri: str, out_dir: Path, log_to_mlflow: bool = True
+def write_builtin_report(
+    sweep: Sweep, tracking_uri: str, out_dir: Path, log_to_mlflow: bool = True
 ) -> Path:
-    """Build the sweep's report from MLflow into out_dir; returns the path of report.html."""
+    """The built-in study's report of `sweep` (read from MLflow by `collect`) into out_dir;
+    returns the path of report.html."""
     out_dir = Path(out_dir)
-    sweep = collect(experiment, tracking_uri)  # an unknown experiment fails before any folder
-    if sweep.study != tracking.BUILTIN_STUDY:  # the user's module: the report of any sweep
-        return write_core_report(sweep, tracking_uri, out_dir, log_to_mlflow)
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     done = sweep.trials[sweep.trials["status"].isin(AGGREGATED_STATUSES)]

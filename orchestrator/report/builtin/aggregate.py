@@ -8,7 +8,12 @@ from collections.abc import Collection
 import numpy as np
 import pandas as pd
 
-from divsweep.orchestrator.report.collect import setting_order, swept_settings
+from divsweep.orchestrator.report.collect import (
+    AGGREGATED_STATUSES,
+    COMPUTE_SETTINGS,
+    setting_order,
+    swept_settings,
+)
 from divsweep.orchestrator.report.intervals import (
     NO_INTERVAL,
     WITHIN_TRIAL,
@@ -17,14 +22,11 @@ from divsweep.orchestrator.report.intervals import (
     rule_counts,
     trial_interval,
 )
-from divsweep.tracking import Status
 from divsweep.trainer import predictions
 
 # One grid cell = every resolved axis except the seed: these, and the sweep's other settings.
 CELL = ["distribution", "alpha", "p_pattern_present", "total_examples", "n_instructions",
         "examples_per_instruction"]  # fmt: skip
-# Early-stopped and running trials did not train to the end; averaging them in would mix budgets.
-AGGREGATED_STATUSES = (Status.FINISHED,)
 
 
 def metric_counts(examples: pd.DataFrame | None, metric: str) -> pd.DataFrame | None:
@@ -87,13 +89,6 @@ def aggregate(
             row[f"{metric}_seeds"] = _seeds_text(group, metric, mine)
         rows.append(row)
     return pd.DataFrame(rows, columns=columns)
-
-
-# Settings that set how much training a trial gets (built-in `train.*`, a user's `trainer.*`).
-# Among equally common values the reference slice holds the largest, the trials that trained
-# longest; the frontier's compute arms (findings.compute_arms) keep every value.
-COMPUTE_SETTINGS = ("train.max_steps", "train.epochs", "train.batch_size", "trainer.max_steps",
-                    "trainer.max_epochs")  # fmt: skip
 
 
 def reference_slice(table: pd.DataFrame, keep: Collection[str] = ()) -> pd.DataFrame:

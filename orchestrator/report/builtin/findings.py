@@ -6,22 +6,15 @@ import math
 
 import pandas as pd
 
-from divsweep.orchestrator.report.aggregate import (
+from divsweep.orchestrator.report.builtin.aggregate import (
     AGGREGATED_STATUSES,
     COMPUTE_SETTINGS,
     metric_counts,
     reference_slice,
 )
-from divsweep.orchestrator.report.collect import Sweep, preemption_line, setting_order
-from divsweep.orchestrator.report.frontier import least_examples, targets
-from divsweep.orchestrator.report.paper_reference import PAPER_VALUES, SEMANTIC_K
-from divsweep.orchestrator.report.threshold import (
-    Exponent,
-    budget_exponent,
-    compute_arms,
-    frontier_sentence,
-)
-from divsweep.orchestrator.report.transition import (
+from divsweep.orchestrator.report.builtin.frontier import least_examples, targets
+from divsweep.orchestrator.report.builtin.paper_reference import PAPER_VALUES, SEMANTIC_K
+from divsweep.orchestrator.report.builtin.transition import (
     FAILS,
     GENERALIZES,
     MIN_LEVELS,
@@ -29,6 +22,13 @@ from divsweep.orchestrator.report.transition import (
     Transition,
     bracket,
     crossing,
+)
+from divsweep.orchestrator.report.collect import Sweep, preemption_line, setting_order
+from divsweep.orchestrator.report.threshold import (
+    Exponent,
+    budget_exponent,
+    compute_arms,
+    frontier_sentence,
 )
 from divsweep.tracking import Status
 
