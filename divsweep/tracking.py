@@ -115,6 +115,8 @@ REPORT, REPORT_STATE = "divsweep.report", "divsweep.report_state"
 # CPU seconds those refreshes took, and the driver process's own over the same time
 # (orchestrator/refresh.py)
 REFRESHES, REFRESH_CPU_S = "report/refreshes", "report/refresh_cpu_s"
+# renders the sweep's end stopped before they wrote a report (their CPU is in REFRESH_CPU_S)
+REFRESHES_CUT = "report/refreshes_cut"
 DRIVER_CPU_S = "report/driver_cpu_s"
 # MLflow takes at most 1,000 metrics per log_batch
 MAX_BATCH_METRICS = 1000

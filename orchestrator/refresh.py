@@ -16,7 +16,8 @@ The render is `divsweep report` in a child process at the lowest CPU priority: T
 never waits on it nor shares an interpreter lock with it. Its CPU time (the child's own, from
 wait4) is what (b) counts; the parent run gets the refreshes' count and CPU seconds when the
 sweep ends, and the driver process's own CPU seconds over the same time (tracking.REFRESHES,
-tracking.REFRESH_CPU_S, tracking.DRIVER_CPU_S).
+tracking.REFRESH_CPU_S, tracking.DRIVER_CPU_S); a render the sweep's end stops is no refresh,
+but its CPU is spent: it is counted apart (tracking.REFRESHES_CUT).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Refresher:
         self.share = float(env("DIVSWEEP_REPORT_CPU_SHARE", CPU_SHARE) if share is None
                            else share)  # fmt: skip
         self.renders, self.cpu_s, self.last_cpu_s = 0, 0.0, FIRST_RENDER_CPU_S
+        self.cut = 0  # renders `close` stopped
         self.started = time.monotonic()
         self.driver_cpu_s = -time.process_time()  # this process's own, until `close`
         self._last_start: float | None = None
@@ -72,6 +74,12 @@ class Refresher:
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="divsweep-report", daemon=True)
         self._thread.start()
+
+    @property
+    def rendering(self) -> bool:
+        """Whether a render is in flight."""
+        with self._changed:
+            return self._child is not None
 
     def request(self) -> None:
         """Ask for a refresh holding every record the tracker has been handed so far."""
@@ -129,20 +137,24 @@ class Refresher:
                 self._child, stopped = None, self._closing
             self.last_cpu_s = usage.ru_utime + usage.ru_stime
             self.cpu_s += self.last_cpu_s
-            if code != 0 and not stopped:  # loud, and the sweep goes on: the next may work
+            if stopped:
+                self.cut += 1
+            elif code != 0:  # loud, and the sweep goes on: the next may work
                 err.seek(0)
                 why = err.read().decode(errors="replace").strip()
                 print(f"divsweep: refreshing the report failed: {why}", file=sys.stderr)
-            elif not stopped:
+            else:
                 self.renders += 1
 
     def log(self, mlf, parent_id: str) -> None:
-        """The refreshes' count and CPU seconds, on the sweep's parent run."""
+        """The refreshes' count and CPU seconds (and the renders cut short), on the sweep's
+        parent run."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         figures = {
             tracking.REFRESHES: self.renders,
+            tracking.REFRESHES_CUT: self.cut,
             tracking.REFRESH_CPU_S: self.cpu_s,
             tracking.DRIVER_CPU_S: self.driver_cpu_s,
         }

@@ -138,3 +138,27 @@ def test_asks_coalesce_into_one_render(tmp_path: Path, tracking_uri: str) -> Non
     assert refresher.renders == 1 and refresher.cpu_s > 0
     assert mlf.get_run(parent).data.tags[tracking.REPORT_STATE] == "final: 2 trials"
     assert "Cost: not measured" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_render_the_sweeps_end_stops_is_counted_apart(tmp_path: Path, tracking_uri: str) -> None:
+    """Closing the refresher stops a render in flight: no refresh, its CPU counted, the render
+    counted as cut on the parent run."""
+    parent = log_sweep(tracking_uri, "cut", [trial(10, 0.2), trial(100, 0.7)])
+    mlf = MlflowClient(tracking_uri)
+    exp_id = mlf.get_experiment_by_name("cut").experiment_id
+    tracker = Tracker(tracking_uri, exp_id, parent, tmp_path / "journal.jsonl", new_sweep=False)
+    refresher = Refresher("cut", tracking_uri, tmp_path / "out", tracker, 0, share=1.0)
+    try:
+        refresher.request()
+        deadline = time.monotonic() + FIRST_RENDER_CPU_S + 300
+        while not refresher.rendering:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        refresher.close()
+        tracker.close()
+    refresher.log(mlf, parent)
+    figures = mlf.get_run(parent).data.metrics
+    assert (refresher.renders, refresher.cut) == (0, 1)
+    assert figures[tracking.REFRESHES] == 0 and figures[tracking.REFRESHES_CUT] == 1
+    assert not (tmp_path / "out" / "report.md").exists()
