@@ -65,6 +65,15 @@ def test_budgets_too_close_to_separate_them_cannot_tell(beta: float) -> None:
     assert verdicts.count(CANNOT_TELL) / N_SWEEPS >= 0.9, verdicts
 
 
+def test_a_budget_where_nothing_is_learnt_places_no_midpoint() -> None:
+    """At one budget every trial scores about 0 (cpu-frontier's 375 steps at N = 10,000): its
+    curve does not rise, so no I* and no β, however narrow an interval the fit would give."""
+    rng = np.random.default_rng(5)
+    x, b, log_budget, n, k = sweep(rng, 0.0, budgets=np.array([10_000, 160_000]))
+    k[b == 0] = rng.binomial(n[b == 0].astype(int), 0.002)
+    assert fit(x, b, log_budget, n, k) is None
+
+
 def test_trials_scattered_further_widen_the_interval() -> None:
     """The interval is measured from the trials' scatter, not from the examples' count: 40
     more or fewer right of 400 in alternate trials."""

@@ -37,6 +37,9 @@ from divsweep.orchestrator.report.intervals import CONFIDENCE
 MIN_BUDGETS = 2
 # Per budget a plateau pair and a midpoint are free; one more level than that identifies them.
 MIN_LEVELS_PER_BUDGET = 4
+# A budget whose fitted curve rises by less than this (its trials all at one level: nothing
+# learnt, or all learnt) has no midpoint to place: the shared slope would put it anywhere.
+MIN_RISE = 0.1
 _EPS = 1e-6
 
 INSTRUCTIONS = "instructions"  # β = 0 not rejected, β = 1 rejected
@@ -102,8 +105,9 @@ def fit(
     x: np.ndarray, b: np.ndarray, log_budget: np.ndarray, n: np.ndarray, k: np.ndarray
 ) -> Exponent | None:
     """Fit trials at log10 n_instructions `x`, budget index `b` into `log_budget` (log10 N per
-    budget), with `k` of `n` examples right. None when the optimiser fails, or when β or the
-    midpoint ends on a bound (I* outside what the grid can place)."""
+    budget), with `k` of `n` examples right. None when the optimiser fails, when β or the
+    midpoint ends on a bound, or when some budget's I* lies outside its grid or its curve
+    rises by less than MIN_RISE (I* outside what the grid can place)."""
     z = log_budget - log_budget.mean()  # m0 is I* at the middle budget: less tied to β
     n_b = len(z)
     levels = np.unique(x)
@@ -138,6 +142,12 @@ def fit(
     params = best.x
     m0, beta = params[2 * n_b], params[2 * n_b + 1]
     if abs(beta) >= beta_bound - 1e-6 or not levels[0] + 1e-6 < m0 < levels[-1] - 1e-6:
+        return None
+    per_budget = m0 + beta * z
+    rises = params[n_b : 2 * n_b] - params[:n_b]
+    if (rises < MIN_RISE).any() or not all(
+        x[b == i].min() < per_budget[i] < x[b == i].max() for i in range(n_b)
+    ):
         return None
     p, jac = _curve(params, x, b, z)
     p = np.clip(p, _EPS, 1 - _EPS)
