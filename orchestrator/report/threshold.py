@@ -40,6 +40,7 @@ MIN_LEVELS_PER_BUDGET = 4
 # A budget whose fitted curve rises by less than this (its trials all at one level: nothing
 # learnt, or all learnt) has no midpoint to place: the shared slope would put it anywhere.
 MIN_RISE = 0.1
+MAX_EVALUATIONS = 5_000  # of the likelihood, per start
 _EPS = 1e-6
 
 INSTRUCTIONS = "instructions"  # β = 0 not rejected, β = 1 rejected
@@ -133,8 +134,10 @@ def fit(
             np.clip(beta, -beta_bound / 2, beta_bound / 2),
             np.log(4.0),
         ]
+        # TNC's default of 10 evaluations per parameter stops short on counts of hundreds per
+        # trial where the rise falls between two levels (cpu-frontier's 6,000-step arm)
         res = minimize(_nll, start, args=(x, b, z, n, k), jac=True, method="TNC",
-                       bounds=bounds)  # fmt: skip
+                       bounds=bounds, options={"maxfun": MAX_EVALUATIONS})  # fmt: skip
         if res.success and (best is None or res.fun < best.fun):
             best = res
     if best is None:
