@@ -118,15 +118,19 @@ def test_report_refreshes_while_the_sweep_runs(tmp_path: Path) -> None:
         assert (after / table).read_text() == (folder / table).read_text()
 
 
-def test_asks_coalesce_into_one_render(tmp_path: Path, tracking_uri: str) -> None:
-    parent = log_sweep(tracking_uri, "coalesce", [trial(10, 0.2), trial(100, 0.7)])
-    mlf = MlflowClient(tracking_uri)
-    exp_id = mlf.get_experiment_by_name("coalesce").experiment_id
+def two_trial_refresher(name: str, tmp_path: Path, tracking_uri: str):
+    """(parent run id, tracker, refresher) of a logged two-trial sweep; the refresher may use a
+    whole core: its first render may start once FIRST_RENDER_CPU_S (10 s) have passed."""
+    parent = log_sweep(tracking_uri, name, [trial(10, 0.2), trial(100, 0.7)])
+    exp_id = MlflowClient(tracking_uri).get_experiment_by_name(name).experiment_id
     tracker = Tracker(tracking_uri, exp_id, parent, tmp_path / "journal.jsonl", new_sweep=False)
-    # a whole core: the first render may start once FIRST_RENDER_CPU_S (10 s) have passed;
-    # three trials ending before then ask three times
-    refresher = Refresher("coalesce", tracking_uri, tmp_path / "out", tracker, 0, share=1.0)
-    try:
+    return parent, tracker, Refresher(name, tracking_uri, tmp_path / "out", tracker, 0, share=1.0)
+
+
+def test_asks_coalesce_into_one_render(tmp_path: Path, tracking_uri: str) -> None:
+    parent, tracker, refresher = two_trial_refresher("coalesce", tmp_path, tracking_uri)
+    mlf = MlflowClient(tracking_uri)
+    try:  # three trials ending before the first render may start ask three times
         for _ in range(3):
             refresher.request()
         deadline = time.monotonic() + FIRST_RENDER_CPU_S + 300
@@ -143,11 +147,8 @@ def test_asks_coalesce_into_one_render(tmp_path: Path, tracking_uri: str) -> Non
 def test_a_render_the_sweeps_end_stops_is_counted_apart(tmp_path: Path, tracking_uri: str) -> None:
     """Closing the refresher stops a render in flight: no refresh, its CPU counted, the render
     counted as cut on the parent run."""
-    parent = log_sweep(tracking_uri, "cut", [trial(10, 0.2), trial(100, 0.7)])
+    parent, tracker, refresher = two_trial_refresher("cut", tmp_path, tracking_uri)
     mlf = MlflowClient(tracking_uri)
-    exp_id = mlf.get_experiment_by_name("cut").experiment_id
-    tracker = Tracker(tracking_uri, exp_id, parent, tmp_path / "journal.jsonl", new_sweep=False)
-    refresher = Refresher("cut", tracking_uri, tmp_path / "out", tracker, 0, share=1.0)
     try:
         refresher.request()
         deadline = time.monotonic() + FIRST_RENDER_CPU_S + 300
