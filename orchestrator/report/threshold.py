@@ -134,8 +134,8 @@ def fit(
             np.clip(beta, -beta_bound / 2, beta_bound / 2),
             np.log(4.0),
         ]
-        # TNC's default of 10 evaluations per parameter stops short on counts of hundreds per
-        # trial where the rise falls between two levels (cpu-frontier's 6,000-step arm)
+        # TNC's default (max(100, 10 per parameter): 100 here) stops short on counts of hundreds
+        # per trial where the rise falls between two levels (cpu-frontier's 6,000-step arm)
         res = minimize(_nll, start, args=(x, b, z, n, k), jac=True, method="TNC",
                        bounds=bounds, options={"maxfun": MAX_EVALUATIONS})  # fmt: skip
         if res.success and (best is None or res.fun < best.fun):
