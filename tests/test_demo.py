@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from divsweep.orchestrator.report import SECTION_IDS
 from divsweep.orchestrator.report.builtin.findings import transition_line
+from divsweep.orchestrator.report.builtin.pages import SECTION_IDS
 from divsweep.orchestrator.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

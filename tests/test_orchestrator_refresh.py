@@ -20,7 +20,7 @@ from test_report_sweep import log_sweep, trial
 
 from divsweep import tracking
 from divsweep.orchestrator.refresh import FIRST_RENDER_CPU_S, Refresher
-from divsweep.orchestrator.report import SECTION_IDS
+from divsweep.orchestrator.report.builtin.pages import SECTION_IDS
 from divsweep.orchestrator.tracker import Tracker
 from divsweep.trainer.pause import paused, release
 

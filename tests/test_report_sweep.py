@@ -21,9 +21,10 @@ from mlflow.tracking import MlflowClient
 from divsweep import tracking
 from divsweep.datasets.sampling import allocation
 from divsweep.errors import UserError
-from divsweep.orchestrator.report import SECTION_IDS, write_report
+from divsweep.orchestrator.report import write_report
 from divsweep.orchestrator.report.builtin.aggregate import aggregate, metric_counts, reference_slice
 from divsweep.orchestrator.report.builtin.frontier import TARGETS, least_examples, pareto, targets
+from divsweep.orchestrator.report.builtin.pages import SECTION_IDS
 from divsweep.orchestrator.report.builtin.transition import RULES_ONLY, SEEDS_THEN_RULES, estimate
 from divsweep.orchestrator.report.collect import collect, examples, swept_settings
 from divsweep.orchestrator.report.intervals import NO_INTERVAL, SEEDS_AND_RULES, SEEDS_ONLY
@@ -407,6 +408,9 @@ def test_every_report_tells_status_where_it_is(tracking_uri: str, tmp_path: Path
     html_path = write_report("own", tracking_uri, tmp_path / "out")
     html = html_path.read_text()
     assert "Headline: unseen/exact_match (max)" in html and 'id="findings"' not in html  # core
+    banner = "PARTIAL: sweep still running — 5 of 9 trials done."
+    assert f'<p class="banner">{banner}</p>' in section(html, "summary")
+    assert f"> **{banner}**" in (tmp_path / "out" / "report.md").read_text()
     written = MlflowClient(tracking_uri).get_run(parent).data.tags
     assert written[tracking.REPORT] == str(html_path.resolve())
     assert written[tracking.REPORT_STATE] == "partial: 5 of 9 trials"
@@ -416,9 +420,9 @@ def test_partial_sweep_is_marked(tracking_uri: str, tmp_path: Path) -> None:
     trials = [trial(10, 0.1), trial(100, 0.5), trial(1000, 0.9, status="running")]
     log_sweep(tracking_uri, "partial", trials, n_trials=10)
     html = write_report("partial", tracking_uri, tmp_path, log_to_mlflow=False).read_text()
-    assert "PARTIAL" in section(html, "summary")
-    assert "2 of 10 trials done" in section(html, "summary")
-    assert "PARTIAL: sweep still running — 2 of 10" in (tmp_path / "report.md").read_text()
+    banner = "PARTIAL: sweep still running — 2 of 10 trials done."
+    assert f'<p class="banner">{banner}</p>' in section(html, "summary")
+    assert f"> **{banner}**" in (tmp_path / "report.md").read_text()
 
 
 def test_failed_trials_are_listed_and_report_still_written(

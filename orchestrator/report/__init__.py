@@ -3,7 +3,8 @@
 `core.py` is the report of any sweep, whatever its module logs (with collect, intervals,
 threshold, plots and render). `builtin/` is the built-in study's own report: what only its
 trainer records (per-example predictions, rewrite-rule coverage) and its paper's numbers, in
-findings, figures, frontier, transition, aggregate and paper_reference. `write_report` writes
+findings, figures, frontier, transition, aggregate, paper_reference and its sections in pages.
+Both are pages that render.py writes as HTML and Markdown. `write_report` writes
 whichever a sweep's study has. Importing the package loads neither, and the core never loads
 `builtin/` (tests/test_report_core.py).
 """
@@ -12,9 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from divsweep.orchestrator.report.render import SECTION_IDS
-
-__all__ = ["SECTION_IDS", "write_report"]
+__all__ = ["write_report"]
 
 
 def write_report(

@@ -40,7 +40,7 @@ from divsweep.orchestrator.report.intervals import (
     Interval,
     method_note,
 )
-from divsweep.orchestrator.report.render import Page, page_html, page_markdown
+from divsweep.orchestrator.report.render import Page, page_html, page_markdown, partial_banner
 from divsweep.orchestrator.report.threshold import budget_exponent, compute_arms, frontier_sentence
 from divsweep.tracking import Status
 
@@ -218,8 +218,6 @@ def summary_page(
     states = ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if counts.get(s, 0))
     grid = f" of {sweep.n_trials} planned" if sweep.n_trials is not None else ""
     lines = [f"{len(sweep.trials)} trials{grid}: {states or 'none yet'}."]
-    if sweep.partial:
-        lines.insert(0, f"PARTIAL: sweep still running — {sweep.n_done} trials done.")
     lines.append(
         f"Headline: {headline.metric} ({headline.mode}); selection: {sweep.selection}; "
         f"axes: {', '.join(axes) or 'none'} (seeds are replicates)."
@@ -235,7 +233,7 @@ def summary_page(
     lines.append(method_note(set(table["method"])) if not table.empty else "No finished trial.")
     lines.append(spent)
     lines += filter(None, [preemption_line(sweep.trials)])
-    return Page("summary", "Sweep", lines)
+    return Page("summary", "Sweep", lines, banner=partial_banner(sweep))
 
 
 def axis_page(

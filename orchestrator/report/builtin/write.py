@@ -23,10 +23,10 @@ from divsweep.orchestrator.report.builtin.findings import (
     splits_note,
 )
 from divsweep.orchestrator.report.builtin.frontier import targets
+from divsweep.orchestrator.report.builtin.pages import builtin_pages
 from divsweep.orchestrator.report.builtin.transition import estimate_per_budget
 from divsweep.orchestrator.report.collect import (
     ACCURACY_METRICS,
-    STATUSES,
     Sweep,
     column,
     examples,
@@ -34,7 +34,7 @@ from divsweep.orchestrator.report.collect import (
 )
 from divsweep.orchestrator.report.core import publish
 from divsweep.orchestrator.report.intervals import method_note
-from divsweep.orchestrator.report.render import ReportContent, render_html, render_markdown
+from divsweep.orchestrator.report.render import page_html, page_markdown
 from divsweep.tracking import Status
 
 AGGREGATED = [column(m) for m in ACCURACY_METRICS] + [
@@ -93,32 +93,22 @@ def write_builtin_report(
     for section, fig in figures.items():
         if fig.path is None:  # a figure left by an earlier report of this sweep is stale now
             (fig_dir / f"{section}.png").unlink(missing_ok=True)
-    counts = sweep.trials["status"].value_counts()
     client = tracking.client(tracking_uri)
     parent = tracking.retrying(client.get_run, sweep.parent_run_id)
     spent = [cost.summary(sweep.trials, cost.prices_of(parent.data.params))]
     spent += filter(None, [cost.least_hours(cells, metric, targets(cells, metric))])
-    content = ReportContent(
-        sweep=sweep.name,
-        status_counts={s: int(counts.get(s, 0)) for s in STATUSES},
-        n_trials=sweep.n_trials,
-        partial=sweep.partial,
-        n_done=sweep.n_done,
-        findings=headline(sweep, cells, fits, per_example),
-        cost=spent,
-        figures=figures,
-        paper_rows=paper_vs_ours(cells, fits),
-        trials=sweep.trials,
-        aggregation_note=(
-            f"Means are over the seeds of finished trials only ({len(done)} of "
-            f"{len(sweep.trials)}; {per_example['run_id'].nunique()} with per-example "
-            f"predictions). {method_note(set(cells[f'{metric}_interval']))} "
-            f"{REGIME_DEFINITIONS} {splits_note(sweep.selection)}"
-        ),
+    note = (
+        f"Means are over the seeds of finished trials only ({len(done)} of "
+        f"{len(sweep.trials)}; {per_example['run_id'].nunique()} with per-example "
+        f"predictions). {method_note(set(cells[f'{metric}_interval']))} "
+        f"{REGIME_DEFINITIONS} {splits_note(sweep.selection)}"
     )
+    pages = builtin_pages(sweep, headline(sweep, cells, fits, per_example), note, spent,
+                          figures, paper_vs_ours(cells, fits))  # fmt: skip
+    title = f"divsweep report: {sweep.name}"
     html_path = out_dir / "report.html"
-    html_path.write_text(render_html(content), encoding="utf-8")
-    (out_dir / "report.md").write_text(render_markdown(content, out_dir), encoding="utf-8")
+    html_path.write_text(page_html(title, pages), encoding="utf-8")
+    (out_dir / "report.md").write_text(page_markdown(title, pages, out_dir), encoding="utf-8")
     _write_table(cells, out_dir / "summary")
     _write_table(sweep.trials, out_dir / "trials")
     if log_to_mlflow:  # only our own outputs: out_dir may be a folder that holds other things
