@@ -244,7 +244,7 @@ def frontier_sentence(e: Exponent | None, arm: str = "") -> str | None:
             f"every budget (no rise within the instruction counts swept, or fewer than "
             f"{MIN_LEVELS_PER_BUDGET} of them per budget)."
         )
-    at = "; ".join(f"N = {_count(n)}: ~{_count(i)}" for n, i in sorted(e.midpoints.items()))
+    at = "; ".join(f"N = {amount(n)}: ~{amount(i)}" for n, i in sorted(e.midpoints.items()))
     return (
         f"{label}: one logistic curve per budget with a shared slope and I* ∝ N^β "
         f"({e.n_trials} trials, {len(e.midpoints)} budgets; quasi-binomial, trials as the "
@@ -270,7 +270,7 @@ def compute_arms(trials: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     if seen is None or seen.isna().any() or seen.map(_approx).nunique() <= 1:
         return [("", trials)]
     arms = [
-        (f"fixed steps (~{_count(_approx(group['examples_seen'].median(), 3))} examples seen at "
+        (f"fixed steps (~{amount(_approx(group['examples_seen'].median(), 3))} examples seen at "
          "every budget)", group)
         for _, group in trials.groupby(seen.map(_approx))
         if group["total_examples"].nunique() >= MIN_BUDGETS
@@ -289,5 +289,6 @@ def _approx(x: float, digits: int = 2) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def _count(x: float) -> str:
+def amount(x: float) -> str:
+    """A count or size as the reports print it: `1,024` from 10 on, 3 significant digits below."""
     return f"{x:,.0f}" if x >= 10 else f"{x:.3g}"

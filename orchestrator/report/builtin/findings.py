@@ -26,6 +26,7 @@ from divsweep.orchestrator.report.builtin.transition import (
 from divsweep.orchestrator.report.collect import Sweep, preemption_line, setting_order
 from divsweep.orchestrator.report.threshold import (
     Exponent,
+    amount,
     budget_exponent,
     compute_arms,
     frontier_sentence,
@@ -46,10 +47,6 @@ REGIME_DEFINITIONS = (
 ROBUST_SHARE = 0.8
 
 
-def _n(x: float) -> str:
-    return f"{x:,.0f}" if x >= 10 else f"{x:.3g}"
-
-
 def inputs_words(metric: str) -> str:
     """Which unseen inputs a generalization metric reads, for labels and sentences."""
     return "inputs the rule changes" if metric == APPLIED else "all inputs"
@@ -61,39 +58,41 @@ def _metric_words(metric: str) -> str:
 
 def bracket_sentence(b: Bracket, metric: str) -> str:
     """The grid's own reading of the transition: no model, always reported."""
-    at = f"At a budget of {_n(b.total_examples)} examples"
+    at = f"At a budget of {amount(b.total_examples)} examples"
     rule = (
         f"unseen exact match {_metric_words(metric)}; fails: below {FAILS:g}, generalizes: "
         f"{GENERALIZES:g} or more"
     )
     if b.fails is not None and b.generalizes is not None and b.fails < b.generalizes:
         return (
-            f"{at}, the transition lies between {_n(b.fails)} instructions (the most that "
-            f"fails) and {_n(b.generalizes)} (the fewest that generalizes) ({rule})."
+            f"{at}, the transition lies between {amount(b.fails)} instructions (the most that "
+            f"fails) and {amount(b.generalizes)} (the fewest that generalizes) ({rule})."
         )
     if b.fails is not None and b.generalizes is not None:
         return (
             f"{at}, accuracy is not monotone in the number of instructions: "
-            f"{_n(b.fails)} fails while {_n(b.generalizes)} generalizes ({rule})."
+            f"{amount(b.fails)} fails while {amount(b.generalizes)} generalizes ({rule})."
         )
     if b.generalizes is not None:
-        return f"{at}, none fails: {_n(b.generalizes)} instructions already generalize ({rule})."
+        already = f"{amount(b.generalizes)} instructions already generalize"
+        return f"{at}, none fails: {already} ({rule})."
     if b.fails is not None:
-        return f"{at}, no value swept generalizes; up to {_n(b.fails)} instructions fail ({rule})."
+        fail = f"up to {amount(b.fails)} instructions fail"
+        return f"{at}, no value swept generalizes; {fail} ({rule})."
     return f"{at}, no value swept either fails or generalizes ({rule})."
 
 
 def transition_sentence(t: Transition, metric: str) -> str:
     text = (
         f"Logistic fit ({t.n_levels} n_instructions values, {t.n_trials} trials, binomial "
-        f"likelihood over every example), budget {_n(t.total_examples)}: unseen exact match "
+        f"likelihood over every example), budget {amount(t.total_examples)}: unseen exact match "
         f"{_metric_words(metric)} rises from {t.low:.2f} to {t.high:.2f}; midpoint "
-        f"~{_n(t.midpoint)} instructions (95% interval {_n(t.ci_low)}–{_n(t.ci_high)}, "
+        f"~{amount(t.midpoint)} instructions (95% interval {amount(t.ci_low)}–{amount(t.ci_high)}, "
         f"{t.interval_method})."
     )
     at_half = crossing(t, 0.5)
     if at_half is not None:
-        text += f" It crosses 50% at ~{_n(at_half)} instructions."
+        text += f" It crosses 50% at ~{amount(at_half)} instructions."
     if t.high - t.low < 0.2:
         text += " The rise is small: no clear transition in the range swept."
     return text
@@ -230,8 +229,9 @@ def has_op_sentence(cells: pd.DataFrame) -> str | None:
     no_op = 1 - float(ref["p_pattern_present"].iloc[0])
     return (
         f"Inputs the rule changes ({1 - no_op:.0%} of them; the other {no_op:.0%} are no-ops to "
-        f"copy): unseen exact match {applied[lo]:.2f} with {_n(lo)} instructions and "
-        f"{applied[hi]:.2f} with {_n(hi)} (all inputs: {overall[lo]:.2f} and {overall[hi]:.2f})."
+        f"copy): unseen exact match {applied[lo]:.2f} with {amount(lo)} instructions and "
+        f"{applied[hi]:.2f} with {amount(hi)} "
+        f"(all inputs: {overall[lo]:.2f} and {overall[hi]:.2f})."
     )
 
 
@@ -249,9 +249,9 @@ def transition_line(cells: pd.DataFrame) -> str | None:
     lo, hi = per_i.index.min(), per_i.index.max()
     inputs = inputs_words(metric)
     return (
-        f"Transition at a budget of {_n(budget)} examples: unseen-rule exact match on {inputs} "
-        f"{per_i.loc[lo, metric]:.2f} with {_n(lo)} instructions, {per_i.loc[hi, metric]:.2f} "
-        f"with {_n(hi)}; seen-rule exact match {per_i[SEEN].min():.2f}–{per_i[SEEN].max():.2f} "
+        f"Transition at a budget of {amount(budget)} examples: unseen-rule exact match on {inputs} "
+        f"{per_i.loc[lo, metric]:.2f} with {amount(lo)} instructions, {per_i.loc[hi, metric]:.2f} "
+        f"with {amount(hi)}; seen-rule exact match {per_i[SEEN].min():.2f}–{per_i[SEEN].max():.2f} "
         "across the grid."
     )
 
@@ -273,11 +273,14 @@ def per_setting_reading(cells: pd.DataFrame, name: str, label) -> str | None:
         per_i = ref[ref[name] == value].groupby("n_instructions")[metric].mean().sort_index()
         lo, hi = per_i.index.min(), per_i.index.max()
         reach = bracket(per_i, budget).generalizes
+        reached = f"none reaches {GENERALIZES:g}"
+        if reach:
+            reached = f"{GENERALIZES:g} from {amount(reach)}"
         parts.append(
-            f"{label(value)}: {per_i[lo]:.2f} at {_n(lo)} → {per_i[hi]:.2f} at {_n(hi)}, "
-            + (f"{GENERALIZES:g} from {_n(reach)}" if reach else f"none reaches {GENERALIZES:g}")
+            f"{label(value)}: {per_i[lo]:.2f} at {amount(lo)} → {per_i[hi]:.2f} at {amount(hi)}, "
+            + reached
         )
-    return f"{'; '.join(parts)} (unseen EM {_metric_words(metric)}, budget {_n(budget)})"
+    return f"{'; '.join(parts)} (unseen EM {_metric_words(metric)}, budget {amount(budget)})"
 
 
 def coverage_sentence(trials: pd.DataFrame, examples: pd.DataFrame, metric: str) -> str | None:
@@ -302,13 +305,13 @@ def coverage_sentence(trials: pd.DataFrame, examples: pd.DataFrame, metric: str)
         new = f"{acc[False]:.2f}" if False in acc else "none"
         old = f"{acc[True]:.2f}" if True in acc else "none"
         parts.append(
-            f"{_n(n_instr)} instructions: {covered.mean():.0%} of unseen rules (exact match "
+            f"{amount(n_instr)} instructions: {covered.mean():.0%} of unseen rules (exact match "
             f"{old} on them, {new} on new patterns)"
         )
     return (
         f"Coverage (unseen rules whose pattern is also a training rule's pattern; budget "
-        f"{_n(budget)}, {_metric_words(metric)}): " + "; ".join(parts) + ". A rise that follows "
-        "coverage may be vocabulary, not instruction diversity."
+        f"{amount(budget)}, {_metric_words(metric)}): " + "; ".join(parts) + ". A rise that "
+        "follows coverage may be vocabulary, not instruction diversity."
     )
 
 
@@ -333,8 +336,8 @@ def headline(
     best = cells.loc[cells[metric].idxmax()] if cells[metric].notna().any() else None
     if best is not None:
         out.append(
-            f"Best cell: {_n(best['n_instructions'])} instructions × "
-            f"{_n(best['examples_per_instruction'])} examples ({best['distribution']}) reaches "
+            f"Best cell: {amount(best['n_instructions'])} instructions × "
+            f"{amount(best['examples_per_instruction'])} examples ({best['distribution']}) reaches "
             f"unseen exact match {best[metric]:.2f} {words} (seen {best[SEEN]:.2f})."
         )
     levels = targets(cells, metric)
@@ -347,16 +350,17 @@ def headline(
         row = hit.loc[hit["total_examples"].idxmin()]
         out.append(
             f"Unseen exact match {words} ≥ {target:g} is first reached with "
-            f"{_n(row['total_examples'])} examples, using {_n(row['n_instructions'])} instructions."
+            f"{amount(row['total_examples'])} examples, "
+            f"using {amount(row['n_instructions'])} instructions."
         )
     ref = reference_slice(cells).dropna(subset=[UNSEEN, SEEN])
     if ref["n_instructions"].nunique() >= 2:
         lo = ref[ref["n_instructions"] == ref["n_instructions"].min()]
         hi = ref[ref["n_instructions"] == ref["n_instructions"].max()]
         out.append(
-            f"Memorization vs generalization: with {_n(lo['n_instructions'].iloc[0])} "
+            f"Memorization vs generalization: with {amount(lo['n_instructions'].iloc[0])} "
             f"instructions seen/unseen exact match is {lo[SEEN].mean():.2f}/{lo[UNSEEN].mean():.2f}"
-            f"; with {_n(hi['n_instructions'].iloc[0])} it is "
+            f"; with {amount(hi['n_instructions'].iloc[0])} it is "
             f"{hi[SEEN].mean():.2f}/{hi[UNSEEN].mean():.2f}."
         )
     line = transition_line(cells)
@@ -387,12 +391,12 @@ def headline(
             ""
             if pd.isna(effective)
             else (
-                f"; {effective:,.0f} of the {_n(n_instr)} got at least one training example, the "
-                "rest are scored apart as never trained"
+                f"; {effective:,.0f} of the {amount(n_instr)} got at least one training example, "
+                "the rest are scored apart as never trained"
             )
         )
         out.append(
-            f"Long tail, {_n(n_instr)} instructions: unseen exact match "
+            f"Long tail, {amount(n_instr)} instructions: unseen exact match "
             f"{_metric_words(tail_metric)} {worst[tail_metric]:.2f} at alpha {worst['alpha']:g} "
             f"(uniform: {base}){trained}."
         )
@@ -424,18 +428,19 @@ def paper_vs_ours(cells: pd.DataFrame, fits: list[Transition]) -> list[tuple[str
     budget = main_budget(cells)
     fit = next((f for f in fits if f.total_examples == budget), None)
     i_min, i_max = (None, None) if budget is None else _regime_bounds(cells, budget)
-    at = f" (budget {_n(budget)})" if budget is not None else ""
+    at = f" (budget {amount(budget)})" if budget is not None else ""
     between = next((b for b in brackets(cells) if b.total_examples == budget), None)
     ours = {
         "transition": (
-            f"~{_n(fit.midpoint)}{at}, 95% interval {_n(fit.ci_low)}–{_n(fit.ci_high)}"
+            f"~{amount(fit.midpoint)}{at}, 95% interval {amount(fit.ci_low)}–{amount(fit.ci_high)}"
             if fit
-            else f"between {_n(between.fails)} and {_n(between.generalizes)}{at} (grid bracket)"
+            else f"between {amount(between.fails)} and {amount(between.generalizes)}{at} "
+            "(grid bracket)"
             if between and between.fails and between.generalizes
             else "not estimable"
         ),
-        "I_min": f"{_n(i_min)}{at}" if i_min else f"no I with unseen EM < {NEVER}",
-        "I_max": f"{_n(i_max)}{at}" if i_max else f"no I with unseen EM ≥ {ALWAYS} onward",
+        "I_min": f"{amount(i_min)}{at}" if i_min else f"no I with unseen EM < {NEVER}",
+        "I_max": f"{amount(i_max)}{at}" if i_max else f"no I with unseen EM ≥ {ALWAYS} onward",
     }
     if generalization_metric(reference_slice(cells)) == APPLIED:
         for key in ("I_min", "I_max"):
@@ -443,7 +448,7 @@ def paper_vs_ours(cells: pd.DataFrame, fits: list[Transition]) -> list[tuple[str
     robust = long_tail_robust_from(cells)
     if robust is not None:
         ours["long_tail_robust_I"] = (
-            f">= {_n(robust[0])} (budget {_n(robust[1])}; power law keeps "
+            f">= {amount(robust[0])} (budget {amount(robust[1])}; power law keeps "
             f"≥ {ROBUST_SHARE:.0%} of uniform unseen EM)"
         )
     elif (cells["distribution"] == "powerlaw").any():
