@@ -24,6 +24,7 @@ from divsweep.orchestrator.report.builtin.transition import (
     SEEDS_THEN_RULES,
     bracket,
     estimate,
+    expansion,
 )
 from divsweep.orchestrator.report.intervals import (
     BIMODAL_NOTE,
@@ -233,9 +234,22 @@ def test_fit_places_a_known_step_inside_its_bracket() -> None:
     fit = estimate(trials, counts)
     assert fit is not None and fit.interval_method == f"{SEEDS_THEN_RULES}; {FEW_SEEDS}"
     assert 100 <= fit.midpoint <= 300
-    assert 100 <= fit.ci_low <= fit.midpoint <= fit.ci_high <= 300
+    # widened for 2 seeds, the interval may pass the step's bracket, not the levels beside it
+    assert 30 < fit.ci_low <= fit.midpoint <= fit.ci_high < 1000
     single = estimate(*_step_sweep(levels, 1, 200, np.random.default_rng(2)))
     assert single is not None and single.interval_method == RULES_ONLY
+
+
+def test_the_midpoint_interval_widens_most_where_seeds_are_fewest() -> None:
+    """Resampling s seeds shows (s - 1) / s of their variance, and the spread is estimated:
+    the bootstrap's deviations are stretched by sqrt(s / (s - 1)) · t / z (with one seed per
+    level nothing is stretched: the rules alone are resampled)."""
+    z = 1.959964
+    assert expansion([1] * 6) == 1.0
+    assert expansion([3] * 6) == pytest.approx(np.sqrt(3 / 2) * 2.178813 / z, rel=1e-5)
+    assert expansion([2] * 6) == pytest.approx(np.sqrt(2) * 2.446912 / z, rel=1e-5)
+    assert expansion([3, 3, 2]) == pytest.approx(np.sqrt(2) * 2.570582 / z, rel=1e-5)
+    assert expansion([10] * 6) < expansion([3] * 6) < expansion([2] * 6)
 
 
 def test_bracket_reads_the_grid_with_its_thresholds() -> None:
