@@ -416,6 +416,20 @@ def test_every_report_tells_status_where_it_is(tracking_uri: str, tmp_path: Path
     assert written[tracking.REPORT_STATE] == "partial: 5 of 9 trials"
 
 
+def test_the_brackets_alone_bound_the_budget_exponent(tracking_uri: str, tmp_path: Path) -> None:
+    """Both budgets (16x apart) fail at 64 instructions and generalize at 256: whatever the
+    curve, I* moves at most 4x, so β lies within ±0.5 and β = 1 is excluded."""
+    unseen = {16: 0.0, 64: 0.05, 256: 0.7, 1024: 0.8}
+    trials = [trial(i, u, budget=b, seed=s) for b in (10_000, 160_000) for i, u in unseen.items()
+              for s in range(2)]  # fmt: skip
+    log_sweep(tracking_uri, "brackets", trials)
+    html = write_report("brackets", tracking_uri, tmp_path, log_to_mlflow=False).read_text()
+    findings = section(html, "findings")
+    assert "β lies between -0.50 and 0.50" in findings
+    assert "β = 1 (set by examples per instruction) is excluded" in findings
+    assert "β = 0 (set by the number of instructions) is excluded" not in findings
+
+
 def test_partial_sweep_is_marked(tracking_uri: str, tmp_path: Path) -> None:
     trials = [trial(10, 0.1), trial(100, 0.5), trial(1000, 0.9, status="running")]
     log_sweep(tracking_uri, "partial", trials, n_trials=10)

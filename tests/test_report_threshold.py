@@ -19,6 +19,7 @@ from divsweep.orchestrator.report.threshold import (
     CANNOT_TELL,
     EXAMPLES_PER_INSTRUCTION,
     INSTRUCTIONS,
+    bracket_bounds,
     budget_exponent,
     fit,
 )
@@ -99,3 +100,16 @@ def test_budget_exponent_reads_trials_with_or_without_counts() -> None:
     few = trials[~((trials["total_examples"] == 10_000) & (trials["n_instructions"] > 64))]
     assert set(budget_exponent(few, "acc").midpoints) == {40_000.0, 160_000.0}
     assert budget_exponent(trials[trials["total_examples"] == 40_000], "acc") is None
+
+
+def test_brackets_alone_bound_beta_over_every_pair_of_budgets() -> None:
+    """I* between 64 and 256 at budgets 16x apart: I* may move at most 4x, β within ±0.5;
+    a power law through three budgets must meet every pair's bounds; brackets no power law
+    passes through, or one budget, bound nothing."""
+    assert bracket_bounds({1e4: (64, 256), 1.6e5: (64, 256)}) == pytest.approx((-0.5, 0.5))
+    assert bracket_bounds({1e4: (16, 64), 1.6e5: (256, 1024)}) == pytest.approx((0.5, 1.5))
+    three = {1e4: (16, 64), 4e4: (16, 64), 1.6e5: (256, 1024)}
+    # 1e4 -> 1.6e5 allows (0.5, 1.5); 4e4 -> 1.6e5 (log 4 / log 4 =) 1 to 3; 1e4 -> 4e4 -1 to 1
+    assert bracket_bounds(three) == pytest.approx((1.0, 1.0))
+    assert bracket_bounds({1e4: (16, 64), 1e5: (1024, 4096), 1e6: (16, 64)}) is None
+    assert bracket_bounds({1e4: (64, 256)}) is None

@@ -21,6 +21,11 @@ A sweep's trials may differ in compute as well as budget: `compute_arms` groups 
 arms a fit may pool (as many examples seen at every budget, or as many passes over it), and
 `frontier_sentence` states β per arm. Both the core report (any sweep) and the built-in
 study's findings read them.
+
+Where the rise is sharper than the grid's steps the model cannot place I* inside a gap and
+says "cannot tell"; the grid itself still bounds β: `bracket_bounds` reads it off each
+budget's bracket (the most n_instructions that fail, the fewest that generalize), with no
+curve and no sampling error, and the built-in findings state it beside the fit.
 """
 
 from __future__ import annotations
@@ -253,6 +258,45 @@ def frontier_sentence(e: Exponent | None, arm: str = "") -> str | None:
         f"(set by the number of instructions): {_p(e.p_instructions)}; of β = 1 (set by "
         f"examples per instruction): {_p(e.p_examples_per_instruction)}. Verdict: "
         f"{VERDICTS[e.verdict]}."
+    )
+
+
+def bracket_bounds(brackets: dict[float, tuple[float, float]]) -> tuple[float, float] | None:
+    """β's bounds from the grid alone: at each budget N (the keys), the threshold I*(N) lies
+    between the most n_instructions below the threshold and the fewest above it (the values),
+    so for I* ∝ N^β every pair of budgets N1 < N2 bounds β between
+    log(below2 / above1) / log(N2 / N1) and log(above2 / below1) / log(N2 / N1); a power law
+    must meet every pair's bounds. None with fewer than MIN_BUDGETS budgets or where the pairs'
+    bounds do not overlap (no power law fits the brackets)."""
+    budgets = sorted(brackets)
+    if len(budgets) < MIN_BUDGETS:
+        return None
+    low, high = -np.inf, np.inf
+    for i, n1 in enumerate(budgets):
+        for n2 in budgets[i + 1 :]:
+            (below1, above1), (below2, above2), span = brackets[n1], brackets[n2], np.log(n2 / n1)
+            low = max(low, np.log(below2 / above1) / span)
+            high = min(high, np.log(above2 / below1) / span)
+    return (float(low), float(high)) if low <= high else None
+
+
+def bracket_exponent_sentence(bounds: tuple[float, float], levels: str) -> str:
+    """What the grid's brackets alone say of β (bracket_bounds); `levels` names the accuracy
+    levels the brackets read, between which I* may be read."""
+    low, high = bounds
+    excluded = [f"β = {h} ({name})" for h, name in ((0, "set by the number of instructions"),
+                (1, "set by examples per instruction")) if not low <= h <= high]  # fmt: skip
+    verdict = (
+        f"{' and '.join(excluded)} {'is' if len(excluded) == 1 else 'are'} excluded"
+        if excluded
+        else "neither β = 0 nor β = 1 is excluded"
+    )
+    return (
+        f"Threshold vs budget from the brackets alone (no curve fitted): at every budget I* lies "
+        f"between the most instructions that fail and the fewest that generalize ({levels}), so "
+        f"β lies between {low:.2f} and {high:.2f} for I* read at any accuracy between those "
+        f"levels: {verdict}. Seed means against fixed levels: no sampling error is counted, and "
+        "a mean near a level could fall on its other side in a repeat."
     )
 
 

@@ -27,6 +27,8 @@ from divsweep.orchestrator.report.collect import Sweep, preemption_line, setting
 from divsweep.orchestrator.report.threshold import (
     Exponent,
     amount,
+    bracket_bounds,
+    bracket_exponent_sentence,
     budget_exponent,
     compute_arms,
     frontier_sentence,
@@ -63,7 +65,7 @@ def bracket_sentence(b: Bracket, metric: str) -> str:
         f"unseen exact match {_metric_words(metric)}; fails: below {FAILS:g}, generalizes: "
         f"{GENERALIZES:g} or more"
     )
-    if b.fails is not None and b.generalizes is not None and b.fails < b.generalizes:
+    if _places_a_threshold(b):
         return (
             f"{at}, the transition lies between {amount(b.fails)} instructions (the most that "
             f"fails) and {amount(b.generalizes)} (the fewest that generalizes) ({rule})."
@@ -150,6 +152,11 @@ def brackets(cells: pd.DataFrame) -> list[Bracket]:
         for budget, group in ref.groupby("total_examples", sort=True)
         if group["n_instructions"].nunique() >= 2
     ]
+
+
+def _places_a_threshold(b: Bracket) -> bool:
+    """A budget whose grid both fails and generalizes, in that order."""
+    return b.fails is not None and b.generalizes is not None and b.fails < b.generalizes
 
 
 def main_budget(cells: pd.DataFrame) -> float | None:
@@ -325,7 +332,8 @@ def headline(
     if cells.dropna(subset=[UNSEEN]).empty:
         return ["No finished trial has reported unseen accuracy yet."]
     metric = generalization_metric(reference_slice(cells))
-    out.extend(bracket_sentence(b, metric) for b in brackets(cells))
+    per_budget = brackets(cells)
+    out.extend(bracket_sentence(b, metric) for b in per_budget)
     out.extend(transition_sentence(t, metric) for t in fits)
     if not fits:
         out.append(
@@ -368,7 +376,11 @@ def headline(
         out.append(line)
     cost = search_cost_sentence(sweep.trials) if sweep.search == "adaptive" else None
     arms = budget_exponents_of(sweep.trials, examples, metric)
-    for extra in (*(frontier_sentence(e, arm) for arm, e in arms), cost):
+    bounded = bracket_bounds({b.total_examples: (b.fails, b.generalizes)
+                              for b in per_budget if _places_a_threshold(b)})  # fmt: skip
+    levels = f"fails: below {FAILS:g}, generalizes: {GENERALIZES:g} or more, unseen EM {words}"
+    from_brackets = None if bounded is None else bracket_exponent_sentence(bounded, levels)
+    for extra in (*(frontier_sentence(e, arm) for arm, e in arms), from_brackets, cost):
         if extra:
             out.append(extra)
     has_op = has_op_sentence(cells)
