@@ -8,8 +8,8 @@ fitted midpoint), a seed shift of 0.1 decade (sd) per trial and rule effects of 
 logit scale, shared by every trial: both symmetric, so the curve pooled over rules and seeds
 still crosses its halfway point at I*. The interval is `transition.estimate`'s (seeds at each
 instruction count, then the rules, resampled; widened by `transition.expansion`). Too slow for a
-test (each interval is 201 fits, 2-5 CPU-s): `python -m benchmarks bench_coverage`, two
-processes.
+test (each interval is 201 fits, 2-8 CPU-s): `python -m benchmarks bench_coverage`, two
+processes; the 1,250 sweeps of the default took 1 h 27 min on the 2-core machine, shared.
 """
 
 from __future__ import annotations
