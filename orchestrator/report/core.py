@@ -24,7 +24,6 @@ from divsweep.orchestrator.report import plots
 from divsweep.orchestrator.report.collect import (
     AGGREGATED_STATUSES,
     COMPUTE_SETTINGS,
-    STATUSES,
     Sweep,
     axis_column,
     column,
@@ -40,7 +39,13 @@ from divsweep.orchestrator.report.intervals import (
     Interval,
     method_note,
 )
-from divsweep.orchestrator.report.render import Page, page_html, page_markdown, partial_banner
+from divsweep.orchestrator.report.render import (
+    Page,
+    page_html,
+    page_markdown,
+    partial_banner,
+    status_counts,
+)
 from divsweep.orchestrator.report.threshold import budget_exponent, compute_arms, frontier_sentence
 from divsweep.tracking import Status
 
@@ -214,10 +219,8 @@ def _fmt(value: float) -> str:
 def summary_page(
     sweep: Sweep, headline: Headline, table: pd.DataFrame, axes: list[str], spent: str
 ) -> Page:
-    counts = sweep.trials["status"].value_counts()
-    states = ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if counts.get(s, 0))
     grid = f" of {sweep.n_trials} planned" if sweep.n_trials is not None else ""
-    lines = [f"{len(sweep.trials)} trials{grid}: {states or 'none yet'}."]
+    lines = [f"{len(sweep.trials)} trials{grid}: {status_counts(sweep.trials)}."]
     lines.append(
         f"Headline: {headline.metric} ({headline.mode}); selection: {sweep.selection}; "
         f"axes: {', '.join(axes) or 'none'} (seeds are replicates)."

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from divsweep.orchestrator.report.collect import Sweep
+from divsweep.orchestrator.report.collect import STATUSES, Sweep
 from divsweep.orchestrator.report.plots import Figure
 
 
@@ -21,6 +21,12 @@ def partial_banner(sweep: Sweep) -> str | None:
         return None
     total = "?" if sweep.n_trials is None else sweep.n_trials
     return f"PARTIAL: sweep still running — {sweep.n_done} of {total} trials done."
+
+
+def status_counts(trials: pd.DataFrame) -> str:
+    """`3 finished, 1 failed`: the trials per status, in STATUSES order ('none yet' if none)."""
+    counts = trials["status"].value_counts()
+    return ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if counts.get(s, 0)) or "none yet"
 
 
 def _cell(value: object) -> str:

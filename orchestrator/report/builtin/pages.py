@@ -3,11 +3,13 @@ or not: a section without its data says so in one line), in the order of SECTION
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
-from divsweep.orchestrator.report.collect import STATUSES, Sweep, swept_settings
+from divsweep.orchestrator.report.collect import Sweep, swept_settings
 from divsweep.orchestrator.report.plots import Figure
-from divsweep.orchestrator.report.render import Page, partial_banner
+from divsweep.orchestrator.report.render import Page, partial_banner, status_counts
 from divsweep.tracking import Status
 
 # Stable anchors: the integration test checks that a report holds every one of them.
@@ -63,14 +65,12 @@ def builtin_pages(
     """Every section of the report, in SECTION_IDS order; `figures` keyed by FIGURE_SECTIONS."""
     if set(figures) != set(FIGURE_SECTIONS):
         raise ValueError(f"figures for {sorted(figures)}, the report has {FIGURE_SECTIONS}")
-    counts = sweep.trials["status"].value_counts()
-    states = ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if counts.get(s, 0))
     grid = f" of {sweep.n_trials} in the grid" if sweep.n_trials is not None else ""
-    status = f"{len(sweep.trials)} trials{grid}: {states or 'none yet'}."
+    status = f"{len(sweep.trials)} trials{grid}: {status_counts(sweep.trials)}."
     columns = trial_columns(sweep.trials)
     problems = sweep.trials[sweep.trials["status"].isin([Status.FAILED, Status.STOPPED])]
     paper = pd.DataFrame(paper_rows, columns=["quantity", "paper", "ours"])
-    pages = [
+    return [
         _page("summary", [status, *cost], banner=partial_banner(sweep)),
         _page("findings", [*findings, aggregation_note]),
         *(_page(section, figure=figures[section]) for section in FIGURE_SECTIONS),
@@ -81,15 +81,14 @@ def builtin_pages(
             table=sweep.trials,
             columns=columns,
             sortable=True,
-        ),  # fmt: skip
+        ),
         _page("failed-trials", table=problems, columns=columns, sortable=True)
         if len(problems)
         else _page("failed-trials", ["No failed or early-stopped trials."]),
     ]
-    return pages
 
 
-def _page(sid: str, lines: list[str] = (), **parts) -> Page:
+def _page(sid: str, lines: Sequence[str] = (), **parts) -> Page:
     return Page(sid, SECTION_TITLES[sid], list(lines), **parts)
 
 
