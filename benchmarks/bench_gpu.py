@@ -32,13 +32,11 @@ import torch
 
 from benchmarks.bench_trainer import Clock
 from benchmarks.results_table import record
+from benchmarks.training import training_loop
 from divsweep.datasets import build
-from divsweep.datasets.vocab import VOCAB
 from divsweep.orchestrator.spec import load_spec
 from divsweep.trainer.config import TrialConfig
 from divsweep.trainer.data import TrialDataModule
-from divsweep.trainer.fit import build_trainer, configure_torch, quiet_lightning
-from divsweep.trainer.module import TrialModule
 
 ROOT = Path(__file__).parents[1]
 PACKED = 4
@@ -89,17 +87,16 @@ def train_window(
     fp32_matmul: str | None = None,
 ) -> dict[str, float]:
     """Train `cfg` with Lightning (the trial's loop, no evaluation); its timed window.
-    `fp32_matmul` overrides the trial's TF32 setting (`torch.set_float32_matmul_precision`)."""
-    quiet_lightning()
-    configure_torch(cfg)
-    if fp32_matmul is not None:
-        torch.set_float32_matmul_precision(fp32_matmul)
+    `fp32_matmul` overrides the GPT's TF32 setting (`torch.set_float32_matmul_precision`)."""
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
     torch.manual_seed(cfg.seed)
     steps = cfg.train.max_steps
     window = Clock(min(WARMUP, steps // 4), wall_clock)
     callbacks = [window] if start_signal is None else [StartTogether(start_signal), window]
-    trainer = build_trainer(cfg, steps, accelerator, callbacks)
-    trainer.fit(TrialModule(cfg, len(VOCAB), steps), datamodule=dm)
+    precision = {} if fp32_matmul is None else {"matmul_precision": fp32_matmul}
+    trainer, module = training_loop(cfg, steps, accelerator, callbacks, **precision)
+    trainer.fit(module, datamodule=dm)
     return {"tokens": window.tokens, "start": window.start, "end": window.end}
 
 

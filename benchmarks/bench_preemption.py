@@ -25,14 +25,13 @@ from pathlib import Path
 import torch
 
 from benchmarks.results_table import record
+from benchmarks.training import training_loop
 from divsweep.datasets import build
-from divsweep.datasets.vocab import VOCAB
 from divsweep.orchestrator.spec import load_spec
 from divsweep.trainer import checkpoint, notice
 from divsweep.trainer.config import TrialConfig, load_trial_config, trial_key
 from divsweep.trainer.data import TrialDataModule
-from divsweep.trainer.fit import build_trainer, fit_datamodule, quiet_lightning
-from divsweep.trainer.module import TrialModule
+from divsweep.trainer.fit import fit
 from divsweep.trainer.pause import PAUSE_DIR, starts
 
 ROOT = Path(__file__).parents[1]
@@ -58,7 +57,7 @@ def model_trial(spec: Path) -> TrialConfig:
     )
 
 
-def preempted_attempts(cfg: TrialConfig, dm: TrialDataModule, workdir: Path, rng) -> dict:
+def preempted_attempts(cfg: TrialConfig, data, workdir: Path, rng) -> dict:
     """NOTICES attempts, each stopped by a notice and the next resumed from its checkpoint:
     the steps each preemption lost (the stopped attempt's last step against the step its
     successor started from, as the drill hook records it), and how long each notice took."""
@@ -79,7 +78,7 @@ def preempted_attempts(cfg: TrialConfig, dm: TrialDataModule, workdir: Path, rng
         timer = threading.Timer(rng.uniform(*NOTICE_AFTER_S), give)
         timer.start()
         try:
-            fit_datamodule(cfg, dm, resume_from=resume, report=report,
+            fit(cfg, data, resume_from=resume, report=report,
                            workdir=workdir / f"attempt-{attempt}", accelerator="cpu")  # fmt: skip
         except notice.Preempted as stopped:
             stopped_at.append(stopped.step)
@@ -95,9 +94,8 @@ def preempted_attempts(cfg: TrialConfig, dm: TrialDataModule, workdir: Path, rng
 
 def write_s(cfg: TrialConfig, dm: TrialDataModule, workdir: Path) -> float:
     """Seconds `checkpoint.write` takes for the model (and its optimizer state) after a step."""
-    quiet_lightning()
-    trainer = build_trainer(cfg, 1, "cpu", [])
-    trainer.fit(TrialModule(cfg, len(VOCAB), 1), datamodule=dm)
+    trainer, module = training_loop(cfg, 1, "cpu", [])
+    trainer.fit(module, datamodule=dm)
     times = []
     for _ in range(3):
         started = time.perf_counter()
@@ -118,7 +116,7 @@ def main() -> None:
             dm = TrialDataModule.attach(data, cfg.train, cfg.seed)
             # the drill hook's record of where each attempt started (it pauses nowhere here)
             os.environ[PAUSE_DIR] = str(Path(scratch) / name / "pauses")
-            got = preempted_attempts(cfg, dm, Path(scratch) / name, rng)
+            got = preempted_attempts(cfg, data, Path(scratch) / name, rng)
             del os.environ[PAUSE_DIR]
             written = write_s(cfg, dm, Path(scratch) / name / "write")
             figures[f"preemption.{name}.checkpoint_write_s"] = (written, "")

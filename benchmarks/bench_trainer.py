@@ -19,14 +19,13 @@ import pytorch_lightning as pl
 import torch
 
 from benchmarks.results_table import record
+from benchmarks.training import training_loop
 from divsweep.datasets import build
-from divsweep.datasets.vocab import VOCAB
+from divsweep.trainer.builtin import builtin_gpt
 from divsweep.trainer.config import TrialConfig, load_trial_config
 from divsweep.trainer.data import TrialDataModule
 from divsweep.trainer.decode import greedy_decode
 from divsweep.trainer.evaluate import score
-from divsweep.trainer.fit import build_trainer, quiet_lightning
-from divsweep.trainer.module import TrialModule
 from divsweep.workers.sysmetrics import DEFAULT_INTERVAL_S, Sampler
 
 CONFIG = Path(__file__).parents[1] / "configs" / "trial-tiny.yaml"
@@ -86,13 +85,12 @@ def lightning_tokens_per_s(
     """The trial's Lightning loop (`fit` minus evaluation), timed by a callback; with
     `sample_every` > 0, while a trial's system-metrics sampler runs at that interval (on the
     CPU the clock is the process's CPU time, so it counts the sampler thread's too)."""
-    quiet_lightning()
     torch.manual_seed(cfg.seed)
     timer = Clock()
-    trainer = build_trainer(cfg, STEPS, accelerator, [timer])
+    trainer, module = training_loop(cfg, STEPS, accelerator, [timer])
     gpu_ids = ["0"] if accelerator == "gpu" else []
     with Sampler(gpu_ids, interval=sample_every) as sampler:
-        trainer.fit(TrialModule(cfg, len(VOCAB), STEPS), datamodule=dm)
+        trainer.fit(module, datamodule=dm)
     if sample_every > 0 and not sampler.samples:
         raise RuntimeError("the sampler took no sample in the timed window")
     return timer.tokens / (timer.end - timer.start)
@@ -101,7 +99,8 @@ def lightning_tokens_per_s(
 def plain_tokens_per_s(cfg: TrialConfig, dm: TrialDataModule, device: str) -> float:
     """The same model, optimizer, schedule, clipping and batches, in a hand-written loop."""
     torch.manual_seed(cfg.seed)
-    module = TrialModule(cfg, len(VOCAB), STEPS).to(device)
+    module = builtin_gpt(cfg).to(device)
+    module.total_steps = STEPS  # its schedule's length: no Trainer here to say it
     conf = module.configure_optimizers()
     optimizer, schedule = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
@@ -124,7 +123,7 @@ def decode_examples_per_s(
     cfg: TrialConfig, dm: TrialDataModule, device: str
 ) -> tuple[float, float]:
     torch.manual_seed(cfg.seed)
-    model = TrialModule(cfg, len(VOCAB), STEPS).model.to(device).eval()
+    model = builtin_gpt(cfg).model.to(device).eval()
     table = dm.eval_sets["seen"]
     start = clock()
     score(model, table, cfg.train.eval_batch_size, device)

@@ -262,9 +262,10 @@ class Tracker:
         with tempfile.TemporaryDirectory(prefix="divsweep-artifact-") as scratch:
             local = Path(scratch) / record["name"]
             if not storage.download(source, local):  # a checkpoint written before the file was
-                logger.warning(
-                    "%s not found; run %s gets no %s", source, run.run_id, record["path"]
-                )
+                if not record.get("optional"):
+                    logger.warning(
+                        "%s not found; run %s gets no %s", source, run.run_id, record["path"]
+                    )
                 return
             tracking.retrying(mlf.log_artifact, run.run_id, str(local), record["path"])
 
@@ -359,10 +360,20 @@ def inputs_record(key: str, datasets: list[dict[str, Any]]) -> dict[str, Any]:
     return {"op": "inputs", "key": key, "datasets": datasets}
 
 
-def artifact_record(key: str, source: str, name: str, artifact_path: str) -> dict[str, Any]:
+def artifact_record(
+    key: str, source: str, name: str, artifact_path: str, optional: bool = False
+) -> dict[str, Any]:
     """A file of the trial's (`name` in the folder `source`: a local path or a storage URI such
-    as its checkpoint's) to log on its run under `artifact_path`."""
-    return {"op": "artifact", "key": key, "source": source, "name": name, "path": artifact_path}
+    as its checkpoint's) to log on its run under `artifact_path`; `optional`: a file the
+    trial may not have written, whose absence is no warning."""
+    return {
+        "op": "artifact",
+        "key": key,
+        "source": source,
+        "name": name,
+        "path": artifact_path,
+        "optional": optional,
+    }
 
 
 def status_record(key: str, status: str, unless: tuple[str, ...] = ()) -> dict[str, Any]:

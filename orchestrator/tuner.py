@@ -39,7 +39,6 @@ from divsweep.tracking import Status
 from divsweep.trainer import predictions
 from divsweep.trainer.callback import MetricNotLogged
 from divsweep.trainer.config import flat_params, parse_trial_config, trial_key
-from divsweep.trainer.user_trial import is_user_trial
 from divsweep.workers.trial import DATASETS, PREEMPTED, SYSTEM, TRACKING, preemptible, run_trial
 
 TIME_ATTR = "step"
@@ -235,11 +234,14 @@ class TrackingCallback(tune.Callback):
         # its end (Tune's saved last result predates it); with it, it was stopped.
         status = Status.FINISHED if ended or not self.early_stopping else Status.STOPPED
         key = _key(trial)
-        # the built-in study's last evaluation's per-example predictions
-        if trial.checkpoint is not None and not is_user_trial(trial.config["trial"]):
+        # the last validation's per-example predictions, where the module writes them (the
+        # built-in GPT does: trainer/builtin.py)
+        if trial.checkpoint is not None:
             checkpoint = trial.checkpoint
             source = storage_uri.location_of(checkpoint.filesystem, checkpoint.path)
-            record = artifact_record(key, source, predictions.FILE, predictions.ARTIFACT_DIR)
+            record = artifact_record(
+                key, source, predictions.FILE, predictions.ARTIFACT_DIR, optional=True
+            )
             self.tracker.submit(record)
         self.tracker.submit(status_record(key, status, unless=(Status.FINISHED, Status.STOPPED)))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import torch
 import yaml
 from mlflow import MlflowClient
 from test_orchestrator_spec import merged_spec
@@ -68,35 +69,37 @@ def test_builtin_specs_build_the_same_rows_through_the_class_path_form(
     assert found == PINNED[config]
 
 
-def test_a_demo_trial_gives_the_same_numbers_through_the_class_path_form(tmp_path: Path) -> None:
-    from divsweep.trainer.callback import ReportEachValidation
-    from divsweep.trainer.config import trial_key
-    from divsweep.trainer.fit import fit
-    from divsweep.trainer.user_fit import fit_user_trial
+# A demo trial (8 instructions, 400 steps, evaluated at 200 and 400, one thread) as the built-in
+# trainer reported it before the spec form trained through these classes (commit 64b6550's
+# EvaluateAndReport, since removed). Lightning logs in float32 and the CPU
+# kernels may differ by machine: losses to 1e-4, accuracies to one example in 500.
+DEMO_BEFORE = {
+    200: {"train/loss": 2.136871795654297, "seen/exact_match": 0.0,
+          "seen/token_acc": 0.24933274021352314, "unseen/token_acc": 0.2440423654015887,
+          "unseen_val/token_acc": 0.23735235123690662, "epoch": 0.32, "examples_seen": 12800.0},
+    400: {"train/loss": 1.3193528747558594, "seen/exact_match": 0.018,
+          "seen/token_acc": 0.39679715302491103, "unseen/token_acc": 0.31112091791703445,
+          "unseen_val/token_acc": 0.294406061956764, "epoch": 0.64, "examples_seen": 25600.0},
+}  # fmt: skip
 
-    demo = load_spec(ROOT / "configs" / "demo.yaml").trials()[0]  # 8 instructions: learnt fast
+
+def test_a_demo_trial_gives_the_numbers_the_builtin_trainer_gave(tmp_path: Path) -> None:
+    from divsweep.trainer.fit import fit
+
+    torch.set_num_threads(1)
+    demo = load_spec(ROOT / "configs" / "demo.yaml").trials()[0]
     short = demo.train.model_copy(update={"max_steps": 400, "eval_every": 200})
     trial = demo.model_copy(update={"train": short})
-    builtin: list[dict] = []
+    reported: list[dict] = []
     fit(trial, build(trial.data, trial.eval, tmp_path / "cache"), workdir=tmp_path / "a",
-        report=lambda metrics, _: builtin.append(metrics))  # fmt: skip
-    generic_trial = as_class_path(trial)
-    generic: list[dict] = []
-    callback = ReportEachValidation(
-        tmp_path / "b", lambda metrics, _: generic.append(metrics), trial_key(generic_trial), None
-    )
-    data = build_data(generic_trial.data, generic_trial.eval, tmp_path / "cache")
-    fit_user_trial(generic_trial, callback, data=data)
+        report=lambda metrics, _: reported.append(metrics))  # fmt: skip
 
-    assert [m["step"] for m in generic] == [m["step"] for m in builtin] == [200, 400]
-    assert generic[-1]["seen/exact_match"] > 0.0  # it learns: the comparison is not of zeros
-    for ours, theirs in zip(generic, builtin, strict=True):
-        # every evaluation metric and the loss, at every evaluation: the same initialisation,
-        # batches and decoding (Lightning logs in float32: equal to its precision)
-        shared = {n for n in theirs if "/" in n} | {"examples_seen"}
-        assert shared <= set(ours)
-        for name in shared:
-            assert ours[name] == pytest.approx(theirs[name], rel=1e-6, abs=1e-7), name
+    assert [int(m["step"]) for m in reported] == sorted(DEMO_BEFORE)
+    for metrics in reported:
+        before = DEMO_BEFORE[int(metrics["step"])]
+        for name, value in before.items():
+            tolerance = {"rel": 1e-4} if name == "train/loss" else {"abs": 2e-3}
+            assert metrics[name] == pytest.approx(value, **tolerance), name
 
 
 def test_a_spec_in_the_class_path_form_takes_the_builtin_data_axes(tmp_path: Path) -> None:

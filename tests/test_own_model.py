@@ -265,7 +265,7 @@ def test_a_notice_between_validations_checkpoints_that_step_and_the_retry_goes_o
     from divsweep.trainer import notice
     from divsweep.trainer.callback import ReportEachValidation
     from divsweep.trainer.config import trial_key
-    from divsweep.trainer.user_fit import fit_user_trial
+    from divsweep.trainer.fit import fit_user_trial
 
     trial = parse_spec(own_spec(tmp_path)).trials()[0]
     data = grouped.build(trial.data, cache_dir=tmp_path / "cache")
@@ -376,7 +376,7 @@ def test_the_builtin_gpt_trains_on_a_prompt_completion_table(tmp_path: Path) -> 
     from divsweep.datasets import grouped
     from divsweep.trainer.callback import ReportEachValidation
     from divsweep.trainer.config import parse_trial_config
-    from divsweep.trainer.user_fit import fit_user_trial
+    from divsweep.trainer.fit import fit_user_trial
 
     source = tmp_path / "shifts.parquet"
     pq.write_table(caesar_table(), source)

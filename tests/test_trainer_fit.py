@@ -1,4 +1,5 @@
-"""fit(): real Lightning on tiny models and tiny real Arrow datasets, on the CPU."""
+"""fit(): real Lightning on tiny models and tiny real Arrow datasets, on the CPU. A trial of the
+built-in spec form trains as its class_path form (trainer/builtin.py) under divsweep's callback."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from divsweep import tracking
 from divsweep.datasets import build
 from divsweep.datasets.sampling import allocate
 from divsweep.trainer import notice, predictions
+from divsweep.trainer.builtin import as_class_path
+from divsweep.trainer.callback import ReportEachValidation
 from divsweep.trainer.checkpoint import CHECKPOINT_FILE
 from divsweep.trainer.config import TrialConfig, parse_trial_config, trial_key
-from divsweep.trainer.data import TrialDataModule
-from divsweep.trainer.fit import fit, fit_datamodule
+from divsweep.trainer.fit import build_modules, build_trainer, fit
 from divsweep.trainer.pause import PAUSE_AT_BOUNDARY, PAUSE_DIR, paused, starts
 
 TASK = {
@@ -69,10 +71,12 @@ class Interrupted(Exception):
 def overfit(cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Recorder:
     """Train on 64 examples and score on those same examples (seen := train)."""
     cfg = trial(model={"d_model": 64}, max_steps=300, eval_every=50)
-    dm = TrialDataModule.attach(build(cfg.data, cfg.eval, cache), cfg.train, cfg.seed)
+    generic = as_class_path(cfg)
+    module, dm = build_modules(generic, build(cfg.data, cfg.eval, cache))
     dm.eval_sets["seen"] = dm.train_set
-    rec = Recorder()
-    fit_datamodule(cfg, dm, report=rec, workdir=tmp_path_factory.mktemp("overfit"))
+    rec, workdir = Recorder(), tmp_path_factory.mktemp("overfit")
+    callback = ReportEachValidation(workdir, rec, trial_key(cfg), selection=None)
+    build_trainer(generic, [callback], workdir).fit(module, datamodule=dm)
     return rec
 
 
@@ -225,5 +229,5 @@ def test_max_len_too_small_is_a_spec_error(cache: Path, tmp_path: Path) -> None:
     from divsweep.errors import SpecError
 
     cfg = trial(model={"max_len": 8}, max_steps=2, eval_every=1)
-    with pytest.raises(SpecError, match=r"trial\.model\.max_len"):
+    with pytest.raises(SpecError, match=r"^model max_len: the longest prompt \+ output is"):
         fit(cfg, build(cfg.data, cfg.eval, cache), workdir=tmp_path)

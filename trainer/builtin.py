@@ -12,17 +12,18 @@ data: {task: {family: rewrite, ...}, n_instructions: 64, budget: 40000}  # gener
 eval: {seen_examples: 500, unseen_instructions: 100, ...}
 ```
 
-These are the built-in trainer's own parts (GPTModule, TrialDataModule, eval_metrics): the same
-data gives the same batches, the same initialisation and the same metrics as the built-in
-spec form (`model: {n_layers: ...}`, `train: {...}`), which stays as its shorter spelling
-(tests/test_builtin_classes.py pins both; `benchmarks/bench_builtin.py` times them side by
-side). The evaluation is Lightning's validation: one validation step per eval set, each logging
-that set's greedy-decoding exact match and token accuracy under the built-in metric names.
+The built-in spec form (`model: {n_layers: ...}`, `train: {...}`) is the shorter spelling of
+this one: `as_class_path` turns a trial of that form into these classes, and that is how it
+trains (trainer/fit.py). The evaluation is Lightning's validation: one validation step per eval
+set, each logging that set's greedy-decoding exact match and token accuracy under the built-in
+metric names; its per-example predictions go beside the checkpoint (trainer/predictions.py).
 """
 
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -30,10 +31,11 @@ from torch.utils.data import DataLoader
 
 from divsweep.datasets.build import TrialData
 from divsweep.datasets.vocab import VOCAB
+from divsweep.errors import SpecError
+from divsweep.trainer import predictions
 from divsweep.trainer.config import ModelConfig, TrialConfig
 from divsweep.trainer.data import TrialDataModule, attach_tables
 from divsweep.trainer.evaluate import eval_metrics, training_patterns
-from divsweep.trainer.fit import check_lengths
 from divsweep.trainer.module import GPTModule
 from divsweep.trainer.user_trial import UserTrialConfig
 
@@ -80,6 +82,7 @@ class RewriteGPT(GPTModule):
         schedule: Literal["cosine", "linear"] = "cosine",
         compile: bool = False,
         eval_batch_size: int = 512,
+        matmul_precision: Literal["highest", "high", "medium"] = "high",
     ) -> None:
         shape = ModelConfig(
             n_layers=n_layers, d_model=d_model, n_heads=n_heads, dropout=dropout,
@@ -95,37 +98,94 @@ class RewriteGPT(GPTModule):
             compile=compile,
         )
         self.eval_batch_size = eval_batch_size
-        self.examples_seen = 0  # in the checkpoint: a resumed trial goes on counting
+        self.matmul_precision = matmul_precision  # of float32 matmuls on a GPU: high is TF32
+        # in the checkpoint: a resumed trial goes on counting
+        self.examples_seen, self.output_tokens, self.train_time = 0, 0, 0.0
+        self._examples: dict[str, list] = {}  # this validation's per-example predictions
+        self._clock = 0.0
 
-    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+    def on_fit_start(self) -> None:
+        check_lengths(self.model.cfg.max_len, self.trainer.datamodule)
+        if self.device.type == "cuda":  # for what runs outside autocast
+            torch.set_float32_matmul_precision(self.matmul_precision)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        # counted here, not at the batch's end: a notice's checkpoint (a callback's, at the
+        # batch's end, before the module's hook) must hold this batch
         self.examples_seen += len(batch["inputs"])
+        self.output_tokens += batch["n_tokens"]
+        return super().training_step(batch, batch_idx)
+
+    # training time excludes evaluation: throughput is of training
+    def on_train_start(self) -> None:
+        self._clock = time.perf_counter()
+
+    def on_validation_start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()  # otherwise the clock stops before the GPU does
+        self.train_time += time.perf_counter() - self._clock
+        self._examples = {}
+
+    def on_validation_end(self) -> None:
+        self._clock = time.perf_counter()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint["examples_seen"] = self.examples_seen
+        checkpoint["progress"] = {
+            "examples_seen": self.examples_seen,
+            "output_tokens": self.output_tokens,
+            "train_time": self.train_time,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
-        self.examples_seen = checkpoint.get("examples_seen", 0)
-
-    def setup(self, stage: str) -> None:
-        check_lengths(self.model.cfg.max_len, self.trainer.datamodule, "model.init_args")
+        if "progress" not in checkpoint:
+            raise RuntimeError(
+                "this checkpoint was written by an earlier divsweep, whose built-in trial kept "
+                "its counters elsewhere: resume its sweep with the version that started it"
+            )
+        for name, value in checkpoint["progress"].items():
+            setattr(self, name, value)
 
     def validation_step(self, name: str, batch_idx: int) -> None:
         data: RewriteData = self.trainer.datamodule
-        metrics, _ = eval_metrics(
+        metrics, examples = eval_metrics(
             self.model,
             {name: data.eval_sets[name]},
             self.eval_batch_size,
             self.device,
             data.training_patterns,
         )
+        for column, values in examples.items():
+            self._examples.setdefault(column, []).extend(values)
         self.log_dict(metrics, batch_size=1)
 
     def on_validation_epoch_end(self) -> None:
-        # the mean training loss since the last evaluation, as the built-in trainer reports it
-        self.log("train/loss", self.pop_mean_loss(), batch_size=1)
-        self.log("examples_seen", float(self.examples_seen), batch_size=1)
+        # the mean training loss since the last evaluation, and where training is and how fast
+        train_rows = len(self.trainer.datamodule.train_set)
+        self.log_dict(
+            {
+                "train/loss": self.pop_mean_loss(),
+                "examples_seen": float(self.examples_seen),
+                "epoch": self.examples_seen / train_rows,  # the sampler is endless
+                "output_tokens_per_s": self.output_tokens / max(self.train_time, 1e-9),
+            },
+            batch_size=1,
+        )
+
+    def write_beside_checkpoint(self, folder: Path) -> None:
+        if self._examples.get("split"):  # eval sets read from Arrow files have their rows
+            predictions.write(self._examples, folder)
+
+
+def check_lengths(max_len: int, datamodule: TrialDataModule) -> None:
+    """Every prompt + output of the trial's tables fits the model's `max_len`."""
+    tables = [datamodule.train_set, *datamodule.eval_sets.values()]
+    longest = max(int((t.prompt_lens + t.target_lens).max()) for t in tables if len(t))
+    if longest > max_len:
+        raise SpecError(
+            f"model max_len: the longest prompt + output is {longest} tokens, got max_len {max_len}"
+        )
 
 
 MODULE, DATAMODULE = f"{__name__}.{RewriteGPT.__name__}", f"{__name__}.{RewriteData.__name__}"
@@ -163,3 +223,8 @@ def as_class_path(trial: TrialConfig) -> UserTrialConfig:
             "seed": trial.seed,
         }
     )
+
+
+def builtin_gpt(trial: TrialConfig) -> RewriteGPT:
+    """The untrained GPT of a trial of the built-in spec form (what `as_class_path` names)."""
+    return RewriteGPT(**as_class_path(trial).model.init_args)

@@ -3,15 +3,17 @@ of what the module logged, with a checkpoint to resume from.
 
 A module logs with `self.log(...)`; whatever is in `trainer.callback_metrics` when a validation
 ends (validation metrics, and training metrics logged on step or epoch) is reported, with the
-step, the epoch and the examples seen, and a full Lightning checkpoint is written beside it.
+step, the epoch and the wall time, and a full Lightning checkpoint is written beside it.
 `fit(..., ckpt_path=that checkpoint)` continues from that step: a resumed or retried trial
-reports no step twice.
+reports no step twice. Training that reaches `max_steps` between validations is validated at
+that last step, so a trial's final report is its final model's.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import pytorch_lightning as pl
 import torch
@@ -26,6 +28,15 @@ STEP, EPOCH, WALL_TIME = "step", "epoch", "wall_time_s"
 
 class MetricNotLogged(SpecError):
     """The sweep selects on a metric the module never logs: the spec's to fix."""
+
+
+@runtime_checkable
+class WritesBesideCheckpoint(Protocol):
+    """A module with files of its own to keep with each validation's checkpoint (the built-in
+    GPT: its per-example predictions, which the driver logs on the trial's MLflow run)."""
+
+    def write_beside_checkpoint(self, folder: Path) -> None:
+        """Write this validation's files into `folder`, the checkpoint's."""
 
 
 class ReportEachValidation(pl.Callback):
@@ -46,16 +57,23 @@ class ReportEachValidation(pl.Callback):
         self.total_steps: int | None = None  # known once training starts
 
     def state_dict(self) -> dict:
-        return {"wall_time": self.wall_time, "reported_step": self.reported_step}
+        keys = ("metrics", "wall_time", "reported_step")
+        return {key: getattr(self, key) for key in keys}
 
     def load_state_dict(self, state: dict) -> None:
-        self.wall_time = state["wall_time"]
-        self.reported_step = state["reported_step"]
+        for key, value in state.items():
+            setattr(self, key, value)
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._start, self._wall_before = time.perf_counter(), self.wall_time
         estimated = trainer.estimated_stepping_batches  # max_steps, or epochs x batches
         self.total_steps = int(estimated) if estimated != float("inf") else None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx) -> None:
+        # Lightning validates on its cadence only; asking it to stop at the last step makes it
+        # validate there too (it stops there anyway)
+        if 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.global_step == self.reported_step:
@@ -82,18 +100,23 @@ class ReportEachValidation(pl.Callback):
                 f"selection.metric: {self.selection!r} is not logged by the module; at step "
                 f"{step} it logged {names}"
             )
-        self._checkpoint(trainer, logged)
+        self._checkpoint(trainer, logged, validated=True)
         self.pause.at(step)
 
-    def _checkpoint(self, trainer: pl.Trainer, logged: dict[str, float]) -> None:
+    def _checkpoint(self, trainer: pl.Trainer, logged: dict[str, float], validated=False) -> None:
         self.wall_time = self._wall_before + time.perf_counter() - self._start
-        self.metrics = logged | {
-            STEP: float(trainer.global_step),
-            EPOCH: float(trainer.current_epoch),
-            WALL_TIME: self.wall_time,
-        }
+        self.metrics = (
+            # a module may log its own epoch (a fractional one, over an endless sampler)
+            {EPOCH: float(trainer.current_epoch)}
+            | logged
+            | {STEP: float(trainer.global_step), WALL_TIME: self.wall_time}
+        )
         self.reported_step = trainer.global_step
-        publish(self.report, self.metrics, write(trainer, self.workdir))
+        folder = write(trainer, self.workdir)
+        module = trainer.lightning_module
+        if validated and isinstance(module, WritesBesideCheckpoint):
+            module.write_beside_checkpoint(folder)
+        publish(self.report, self.metrics, folder)
 
 
 def _logged(trainer: pl.Trainer) -> dict[str, float]:

@@ -54,7 +54,7 @@ def _fit(cfg, workdir: Path, report) -> dict[str, float]:
     if isinstance(cfg, UserTrialConfig):
         from divsweep.trainer.callback import ReportEachValidation
         from divsweep.trainer.config import trial_key
-        from divsweep.trainer.user_fit import fit_user_trial
+        from divsweep.trainer.fit import fit_user_trial
         from divsweep.trainer.user_trial import build_data
 
         data = None if cfg.data is None else build_data(cfg.data, cfg.eval)

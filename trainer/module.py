@@ -7,7 +7,7 @@ import math
 import pytorch_lightning as pl
 import torch
 
-from divsweep.trainer.config import ModelConfig, TrialConfig
+from divsweep.trainer.config import ModelConfig
 from divsweep.trainer.model import GPT
 
 
@@ -93,20 +93,3 @@ class GPTModule(pl.LightningModule):
             torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-
-
-class TrialModule(GPTModule):
-    """The GPT of a built-in trial config (`trial.model`, `trial.train`)."""
-
-    def __init__(self, cfg: TrialConfig, vocab_size: int, total_steps: int) -> None:
-        train = cfg.train
-        super().__init__(
-            cfg.model,
-            vocab_size,
-            lr=train.lr,
-            weight_decay=train.weight_decay,
-            warmup_steps=train.warmup_steps,
-            schedule=train.schedule,
-            compile=train.compile,
-            total_steps=total_steps,
-        )

@@ -50,58 +50,26 @@ def preemptible(function):
 
 
 def run_trial(config: dict[str, Any]) -> None:
-    """Tune function trainable. `config["trial"]` is a resolved TrialConfig; `config["divsweep"]`
-    carries the cache dir."""
+    """Tune function trainable. `config["trial"]` is a resolved trial: the user's LightningModule
+    and datamodule (trainer/user_trial.py) or the built-in spec form, which trains as its
+    class_path form (trainer/builtin.py). Each validation end is one Tune report of what the
+    module logged, with its checkpoint; `config["divsweep"]` carries the cache dir and the
+    selection metric."""
     import torch
 
-    from divsweep.trainer.config import TrialConfig
-    from divsweep.trainer.data import TrialDataModule, eval_paths
-    from divsweep.trainer.fit import fit_datamodule
-    from divsweep.trainer.user_trial import is_user_trial
-
-    if is_user_trial(config["trial"]):
-        return run_user_trial(config)
-    ctx = config["divsweep"]
-    trial = TrialConfig.model_validate(config["trial"])
-    accelerator, cpus, gpu_ids = _placement()
-    torch.set_num_threads(cpus)
-    data = _build(trial.data, trial.eval, ctx.get("cache_dir"))
-    eval_sets = {name: _attached(path) for name, path in eval_paths(data)}
-    train = trial.train
-    datamodule = TrialDataModule(
-        _attached(data.train), eval_sets, train.batch_size, train.bucket_batches, trial.seed
-    )
-
-    total_steps = train.total_steps(len(datamodule.train_set))
-    unreported = [describe(path, kind) for kind, path in dataclasses.asdict(data).items()]
-    with (
-        Sampler(gpu_ids) as sampler,
-        tempfile.TemporaryDirectory(prefix="divsweep-trial-") as workdir,
-    ):
-        placement = placement_tags(accelerator, gpu_ids)
-        report = _reporter(placement, sampler, unreported, ctx.get("selection_metric"))
-        fit_datamodule(
-            trial,
-            datamodule,
-            resume_from=_restore_checkpoint(Path(workdir) / "restored"),
-            report=lambda metrics, checkpoint_dir: report(metrics, checkpoint_dir, total_steps),
-            workdir=Path(workdir),
-            accelerator=accelerator,
-        )
-
-
-def run_user_trial(config: dict[str, Any]) -> None:
-    """A trial of the user's LightningModule and datamodule (trainer/user_trial.py): each
-    validation end is one Tune report of what the module logged, with its checkpoint."""
-    import torch
-
+    from divsweep.trainer.builtin import as_class_path
     from divsweep.trainer.callback import ReportEachValidation
-    from divsweep.trainer.config import trial_key
-    from divsweep.trainer.user_fit import fit_user_trial
-    from divsweep.trainer.user_trial import UserTrialConfig
+    from divsweep.trainer.config import TrialConfig, trial_key
+    from divsweep.trainer.fit import fit_user_trial
+    from divsweep.trainer.user_trial import UserTrialConfig, is_user_trial
 
     ctx = config["divsweep"]
-    trial = UserTrialConfig.model_validate(config["trial"])
+    if is_user_trial(config["trial"]):
+        trial = UserTrialConfig.model_validate(config["trial"])
+        key = trial_key(trial)
+    else:  # keyed as the driver keys it: pause drills and logs name the spec's trial
+        builtin = TrialConfig.model_validate(config["trial"])
+        trial, key = as_class_path(builtin), trial_key(builtin)
     accelerator, cpus, gpu_ids = _placement()
     torch.set_num_threads(cpus)
     data = None if trial.data is None else _build(trial.data, trial.eval, ctx.get("cache_dir"))
@@ -119,7 +87,7 @@ def run_user_trial(config: dict[str, Any]) -> None:
             # the callback knows the trial's length once training starts
             send(metrics, checkpoint_dir, callback.total_steps)
 
-        callback = ReportEachValidation(Path(workdir), report, trial_key(trial), selection)
+        callback = ReportEachValidation(Path(workdir), report, key, selection)
         fit_user_trial(
             trial,
             callback,
@@ -207,11 +175,3 @@ def _build(data, eval_cfg, cache_dir: str | None):
     from divsweep.trainer.user_trial import build_data
 
     return build_data(data, eval_cfg, None if cache_dir is None else Path(cache_dir))
-
-
-@functools.lru_cache(maxsize=32)
-def _attached(path: Path):
-    from divsweep.datasets import attach
-    from divsweep.trainer.data import TokenTable
-
-    return TokenTable.from_attached(attach(path))
