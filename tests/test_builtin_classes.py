@@ -22,6 +22,7 @@ import divsweep
 from divsweep.datasets import build
 from divsweep.errors import SpecError
 from divsweep.orchestrator.spec import load_spec, parse_spec
+from divsweep.trainer import predictions
 from divsweep.trainer.builtin import DATAMODULE, MODULE, as_class_path
 from divsweep.trainer.user_trial import build_data
 
@@ -160,6 +161,12 @@ def test_the_builtin_classes_sweep_like_any_users_module(
         assert sorted(steps) == [10, 20]
         contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
         assert contexts == {"training", "eval_seen", "eval_unseen", "eval_unseen_val"}
+        # the last validation's per-example predictions, written beside its checkpoint
+        logged = mlf.list_artifacts(run.info.run_id, predictions.ARTIFACT_DIR)
+        assert [a.path for a in logged] == [f"{predictions.ARTIFACT_DIR}/{predictions.FILE}"]
+        rows = predictions.read(mlf.download_artifacts(run.info.run_id, logged[0].path, tmp_path))
+        seen = rows[rows["split"] == "seen"]
+        assert run.data.metrics["seen/exact_match"] == pytest.approx(seen["correct"].mean())
     # the report of any sweep, with the transition over its number-of-instructions axis
     html = divsweep.report(spec.name, tracking_uri=tracking_uri, out_dir=tmp_path / "r")
     text = html.read_text()
