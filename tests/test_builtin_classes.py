@@ -23,8 +23,8 @@ from divsweep.datasets import build
 from divsweep.errors import SpecError
 from divsweep.orchestrator.spec import load_spec, parse_spec
 from divsweep.trainer import predictions
-from divsweep.trainer.builtin import DATAMODULE, MODULE, as_class_path
-from divsweep.trainer.user_trial import build_data
+from divsweep.trainer.builtin import DATAMODULE, MODULE, RewriteGPT, as_class_path
+from divsweep.trainer.user_trial import UserTrialConfig, build_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,6 +101,36 @@ def test_a_demo_trial_gives_the_numbers_the_builtin_trainer_gave(tmp_path: Path)
         for name, value in before.items():
             tolerance = {"rel": 1e-4} if name == "train/loss" else {"abs": 2e-3}
             assert metrics[name] == pytest.approx(value, **tolerance), name
+
+
+def test_training_time_counts_training_only(tmp_path: Path) -> None:
+    """Lightning's sanity check validates before training starts: it adds nothing to the
+    training time that output tokens/s divides by."""
+    from divsweep.trainer.callback import ReportEachValidation
+    from divsweep.trainer.config import trial_key
+    from divsweep.trainer.fit import build_modules, build_trainer
+
+    trial = load_spec(ROOT / "configs" / "demo.yaml").trials()[0]
+    form = as_class_path(trial).model_dump(mode="json")
+    form["trainer"] |= {"max_steps": 4, "val_check_interval": 2, "num_sanity_val_steps": 1}
+    form["model"]["init_args"] |= {"n_layers": 1, "d_model": 32}
+    generic = UserTrialConfig.model_validate(form)
+    module, datamodule = build_modules(generic, build_data(generic.data, generic.eval, tmp_path))
+    reported: list[dict] = []
+    callback = ReportEachValidation(
+        tmp_path, lambda metrics, _: reported.append(metrics), trial_key(generic), None
+    )
+    build_trainer(generic, [callback], tmp_path).fit(module, datamodule=datamodule)
+    assert [m["step"] for m in reported] == [2, 4]
+    assert 0 < module.train_time < reported[-1]["wall_time_s"]
+    assert reported[-1]["output_tokens_per_s"] == pytest.approx(
+        module.output_tokens / module.train_time, rel=1e-6
+    )
+
+
+def test_a_checkpoint_from_before_the_counters_moved_is_refused_in_one_line() -> None:
+    with pytest.raises(RuntimeError, match=r"earlier divsweep.*resume its sweep with the version"):
+        RewriteGPT(n_layers=1, d_model=32).on_load_checkpoint({"state_dict": {}})
 
 
 def test_a_spec_in_the_class_path_form_takes_the_builtin_data_axes(tmp_path: Path) -> None:

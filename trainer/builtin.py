@@ -121,10 +121,12 @@ class RewriteGPT(GPTModule):
         self._clock = time.perf_counter()
 
     def on_validation_start(self) -> None:
+        self._examples = {}
+        if self.trainer.sanity_checking:  # before training: nothing to time
+            return
         if self.device.type == "cuda":
             torch.cuda.synchronize()  # otherwise the clock stops before the GPU does
         self.train_time += time.perf_counter() - self._clock
-        self._examples = {}
 
     def on_validation_end(self) -> None:
         self._clock = time.perf_counter()
