@@ -1,4 +1,6 @@
-"""One trial: a small GPT trained and evaluated with Lightning, without Ray or MLflow.
+"""One trial trained and evaluated with Lightning, without Ray or MLflow: the user's
+LightningModule and datamodule by `class_path` (`user_trial.py`), or the built-in GPT on a
+generated task, whose spec form is a spelling of its class_path form (`builtin.py`).
 
 Public API: `fit`, `TrialConfig` (with `ModelConfig`, `TrainConfig`), `load_trial_config`,
 `parse_trial_config`, `flat_params`. Importing this package is cheap: torch and Lightning load
