@@ -88,8 +88,6 @@ def train_window(
 ) -> dict[str, float]:
     """Train `cfg` with Lightning (the trial's loop, no evaluation); its timed window.
     `fp32_matmul` overrides the GPT's TF32 setting (`torch.set_float32_matmul_precision`)."""
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
     torch.manual_seed(cfg.seed)
     steps = cfg.train.max_steps
     window = Clock(min(WARMUP, steps // 4), wall_clock)

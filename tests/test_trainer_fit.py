@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from divsweep import tracking
 from divsweep.datasets import build
@@ -101,6 +102,18 @@ def test_bf16_autocast_with_gradient_clipping_trains(cache: Path, tmp_path: Path
     assert cfg.train.grad_clip
     final = fit(cfg, build(cfg.data, cfg.eval, cache), report=Recorder(), workdir=tmp_path)
     assert final["step"] == 4 and math.isfinite(final["train/loss"])
+
+
+def test_train_num_threads_sets_the_trials_cpu_threads(cache: Path, tmp_path: Path) -> None:
+    """`train.num_threads` wins over the threads the process had (a worker sets Ray's CPUs)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = trial(max_steps=2, eval_every=2, num_threads=1)
+        fit(cfg, build(cfg.data, cfg.eval, cache), workdir=tmp_path)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_metric_names_ranges_and_checkpoints(cache: Path, tmp_path: Path) -> None:

@@ -83,6 +83,7 @@ class RewriteGPT(GPTModule):
         compile: bool = False,
         eval_batch_size: int = 512,
         matmul_precision: Literal["highest", "high", "medium"] = "high",
+        num_threads: int | None = None,
     ) -> None:
         shape = ModelConfig(
             n_layers=n_layers, d_model=d_model, n_heads=n_heads, dropout=dropout,
@@ -99,6 +100,7 @@ class RewriteGPT(GPTModule):
         )
         self.eval_batch_size = eval_batch_size
         self.matmul_precision = matmul_precision  # of float32 matmuls on a GPU: high is TF32
+        self.num_threads = num_threads  # CPU threads; None: what the process has (Ray's CPUs)
         # in the checkpoint: a resumed trial goes on counting
         self.examples_seen, self.output_tokens, self.train_time = 0, 0, 0.0
         self._examples: dict[str, list] = {}  # this validation's per-example predictions
@@ -106,6 +108,8 @@ class RewriteGPT(GPTModule):
 
     def on_fit_start(self) -> None:
         check_lengths(self.model.cfg.max_len, self.trainer.datamodule)
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
         if self.device.type == "cuda":  # for what runs outside autocast
             torch.set_float32_matmul_precision(self.matmul_precision)
 
@@ -204,6 +208,7 @@ def as_class_path(trial: TrialConfig) -> UserTrialConfig:
         "schedule": train.schedule,
         "compile": train.compile,
         "eval_batch_size": train.eval_batch_size,
+        "num_threads": train.num_threads,
     }
     datamodule = {"batch_size": train.batch_size, "bucket_batches": train.bucket_batches}
     trainer = {
@@ -225,6 +230,12 @@ def as_class_path(trial: TrialConfig) -> UserTrialConfig:
             "seed": trial.seed,
         }
     )
+
+
+def trained_form(config: TrialConfig | UserTrialConfig) -> UserTrialConfig:
+    """The form a trial trains in: a user's trial as it is, the built-in spec form as its
+    class_path form."""
+    return config if isinstance(config, UserTrialConfig) else as_class_path(config)
 
 
 def builtin_gpt(trial: TrialConfig) -> RewriteGPT:

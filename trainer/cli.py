@@ -49,21 +49,16 @@ def train(
 
 def _fit(cfg, workdir: Path, report) -> dict[str, float]:
     """One trial of either kind, as a sweep's worker trains it (without Ray)."""
-    from divsweep.trainer.user_trial import UserTrialConfig
+    from divsweep.trainer.builtin import trained_form
+    from divsweep.trainer.callback import ReportEachValidation
+    from divsweep.trainer.config import trial_key
+    from divsweep.trainer.fit import fit_user_trial
+    from divsweep.trainer.user_trial import build_data
 
-    if isinstance(cfg, UserTrialConfig):
-        from divsweep.trainer.callback import ReportEachValidation
-        from divsweep.trainer.config import trial_key
-        from divsweep.trainer.fit import fit_user_trial
-        from divsweep.trainer.user_trial import build_data
-
-        data = None if cfg.data is None else build_data(cfg.data, cfg.eval)
-        callback = ReportEachValidation(workdir, report, trial_key(cfg), selection=None)
-        return fit_user_trial(cfg, callback, data=data)
-    from divsweep.datasets import build
-    from divsweep.trainer.fit import fit
-
-    return fit(cfg, build(cfg.data, cfg.eval), workdir=workdir, report=report)
+    trial = trained_form(cfg)
+    data = None if trial.data is None else build_data(trial.data, trial.eval)
+    callback = ReportEachValidation(workdir, report, trial_key(cfg), selection=None)
+    return fit_user_trial(trial, callback, data=data)
 
 
 class MlflowTrial:

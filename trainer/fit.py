@@ -40,8 +40,6 @@ def fit(
     and `report(metrics, checkpoint_dir)` is called; `fit(..., resume_from=checkpoint_dir)`
     continues that run exactly where it stopped.
     """
-    if config.train.num_threads:
-        torch.set_num_threads(config.train.num_threads)
     callback = ReportEachValidation(workdir, report, trial_key(config), selection=None)
     return fit_user_trial(
         as_class_path(config), callback, data=data, resume_from=resume_from, accelerator=accelerator

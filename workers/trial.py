@@ -57,19 +57,15 @@ def run_trial(config: dict[str, Any]) -> None:
     selection metric."""
     import torch
 
-    from divsweep.trainer.builtin import as_class_path
+    from divsweep.trainer.builtin import trained_form
     from divsweep.trainer.callback import ReportEachValidation
-    from divsweep.trainer.config import TrialConfig, trial_key
+    from divsweep.trainer.config import parse_trial_config, trial_key
     from divsweep.trainer.fit import fit_user_trial
-    from divsweep.trainer.user_trial import UserTrialConfig, is_user_trial
 
     ctx = config["divsweep"]
-    if is_user_trial(config["trial"]):
-        trial = UserTrialConfig.model_validate(config["trial"])
-        key = trial_key(trial)
-    else:  # keyed as the driver keys it: pause drills and logs name the spec's trial
-        builtin = TrialConfig.model_validate(config["trial"])
-        trial, key = as_class_path(builtin), trial_key(builtin)
+    spec_form = parse_trial_config(config["trial"])
+    # keyed as the driver keys it: pause drills and logs name the spec's trial
+    trial, key = trained_form(spec_form), trial_key(spec_form)
     accelerator, cpus, gpu_ids = _placement()
     torch.set_num_threads(cpus)
     data = None if trial.data is None else _build(trial.data, trial.eval, ctx.get("cache_dir"))
