@@ -44,7 +44,7 @@ def axis(name: str, i: int) -> set:
         ("paper-longtail", 48, {1000, 10_000, 100_000}),  # §2.3.3
         ("paper-semantic", 48, {500, 1000, 5000, 10_000}),  # Fig. 4
         ("cpu-noop", 16, {8, 128, 512, 3024}),
-        ("cpu-longtail", 32, {512, 3024}),  # x 8 distributions x 2 seeds
+        ("cpu-longtail", 24, {512, 3024}),  # x 6 distributions x 2 seeds
         ("cpu-semantic", 12, {64, 512, 3072}),  # x 2 k ranges x 2 seeds
     ],
 )  # fmt: skip
@@ -63,10 +63,13 @@ def test_noop_specs_sweep_the_papers_ratios() -> None:
     assert {p[1] for p in grid("paper-noop")} == {"uniform"}
 
 
-def test_longtail_specs_cross_every_alpha_with_every_instruction_count() -> None:
-    for name in ("paper-longtail", "cpu-longtail"):
-        pairs = {(p[0], p[2]) for p in grid(name)}
-        assert pairs == {(n, a) for n in axis(name, 0) for a in ALPHAS}, name
+@pytest.mark.parametrize(
+    ("name", "alphas"),
+    [("paper-longtail", ALPHAS), ("cpu-longtail", ALPHAS - {2, 1})],  # CPU: near-uniform two out
+)  # fmt: skip
+def test_longtail_specs_cross_their_alphas_with_every_count(name: str, alphas: set) -> None:
+    pairs = {(p[0], p[2]) for p in grid(name)}
+    assert pairs == {(n, a) for n in axis(name, 0) for a in alphas}
 
 
 def test_semantic_specs_train_on_the_papers_k_ranges_and_test_below_3() -> None:
