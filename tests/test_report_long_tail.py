@@ -7,7 +7,9 @@ import pandas as pd
 
 from divsweep.orchestrator.report.builtin.findings import (
     APPLIED,
+    SEEN,
     UNSEEN,
+    best_and_targets,
     has_op_sentence,
     long_tail_robust_from,
     paper_vs_ours,
@@ -106,3 +108,25 @@ def test_long_tail_robustness_is_read_where_the_rule_applies_when_inputs_hold_no
     grid[APPLIED] = [0.20, 0.10, 0.30, 0.29]
     assert long_tail_robust_from(grid) == (3072.0, 40_000.0)
     assert long_tail_robust_from(grid.drop(columns=APPLIED)) == (512.0, 40_000.0)
+
+
+def test_best_cell_and_targets_read_the_same_main_grid() -> None:
+    # a power law above every uniform cell (cpu-longtail: 0.86 at alpha 0.07 against 0.77
+    # uniform) once gave "Best cell ... 0.85" beside "No configuration reached 0.8"
+    rows = [
+        {"n_instructions": n, "examples_per_instruction": 40_000 / n, "total_examples": 40_000,
+         "distribution": dist, "alpha": alpha, "p_pattern_present": 1.0, UNSEEN: unseen,
+         SEEN: 1.0}
+        for n, dist, alpha, unseen in [(512, "uniform", None, 0.77), (3024, "uniform", None, 0.76),
+                                       (3024, "powerlaw", 0.07, 0.86)]
+    ]  # fmt: skip
+    table = pd.DataFrame(rows)
+    best, *reached = best_and_targets(table, UNSEEN)
+    assert best.startswith("Best cell of the main grid (uniform distribution")
+    assert "512 instructions" in best and "0.77" in best and "0.86" not in best
+    assert "reached unseen exact match 0.8 " in reached[1] and reached[1].startswith("No cell of")
+    assert "≥ 0.5 is first reached on the main grid" in reached[0]
+
+    uniform_only = best_and_targets(table[table["distribution"] == "uniform"], UNSEEN)
+    assert uniform_only[0].startswith("Best cell: 512 instructions")
+    assert uniform_only[3].startswith("No cell reached unseen exact match 0.95")

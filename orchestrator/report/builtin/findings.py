@@ -322,6 +322,38 @@ def coverage_sentence(trials: pd.DataFrame, examples: pd.DataFrame, metric: str)
     )
 
 
+def best_and_targets(cells: pd.DataFrame, metric: str) -> list[str]:
+    """The best cell and the least data reaching each target, both read on the main grid (the
+    reference slice): a best power-law cell beside "no configuration reached" a level it
+    passes would contradict itself; the power laws and other settings have their own sections."""
+    ref = reference_slice(cells)
+    if not ref[metric].notna().any():
+        return []
+    words = _metric_words(metric)
+    grid = " the main grid (uniform distribution, other settings at their most common value)"
+    of, on = (f" of{grid}", f" on{grid}") if len(ref) < len(cells) else ("", "")
+    best = ref.loc[ref[metric].idxmax()]
+    out = [
+        f"Best cell{of}: {amount(best['n_instructions'])} instructions × "
+        f"{amount(best['examples_per_instruction'])} examples reaches unseen exact match "
+        f"{best[metric]:.2f} {words} (seen {best[SEEN]:.2f})."
+    ]
+    levels = targets(cells, metric)
+    least = least_examples(cells, levels, metric).dropna(subset=["total_examples"])
+    for target in levels:
+        hit = least[least["target"] == target]
+        if hit.empty:
+            out.append(f"No cell{of} reached unseen exact match {target:g} {words}.")
+            continue
+        row = hit.loc[hit["total_examples"].idxmin()]
+        out.append(
+            f"Unseen exact match {words} ≥ {target:g} is first reached{on} with "
+            f"{amount(row['total_examples'])} examples, "
+            f"using {amount(row['n_instructions'])} instructions."
+        )
+    return out
+
+
 def headline(
     sweep: Sweep,
     cells: pd.DataFrame,
@@ -341,26 +373,7 @@ def headline(
             "n_instructions values at one budget, and per-example predictions of its trials."
         )
     words = _metric_words(metric)
-    best = cells.loc[cells[metric].idxmax()] if cells[metric].notna().any() else None
-    if best is not None:
-        out.append(
-            f"Best cell: {amount(best['n_instructions'])} instructions × "
-            f"{amount(best['examples_per_instruction'])} examples ({best['distribution']}) reaches "
-            f"unseen exact match {best[metric]:.2f} {words} (seen {best[SEEN]:.2f})."
-        )
-    levels = targets(cells, metric)
-    least = least_examples(cells, levels, metric).dropna(subset=["total_examples"])
-    for target in levels:
-        hit = least[least["target"] == target]
-        if hit.empty:
-            out.append(f"No configuration reached unseen exact match {target:g} {words}.")
-            continue
-        row = hit.loc[hit["total_examples"].idxmin()]
-        out.append(
-            f"Unseen exact match {words} ≥ {target:g} is first reached with "
-            f"{amount(row['total_examples'])} examples, "
-            f"using {amount(row['n_instructions'])} instructions."
-        )
+    out.extend(best_and_targets(cells, metric))
     ref = reference_slice(cells).dropna(subset=[UNSEEN, SEEN])
     if ref["n_instructions"].nunique() >= 2:
         lo = ref[ref["n_instructions"] == ref["n_instructions"].min()]
