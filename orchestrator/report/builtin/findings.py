@@ -330,11 +330,12 @@ def best_and_targets(cells: pd.DataFrame, metric: str) -> list[str]:
     if not ref[metric].notna().any():
         return []
     words = _metric_words(metric)
-    grid = " the main grid (uniform distribution, other settings at their most common value)"
-    of, on = (f" of{grid}", f" on{grid}") if len(ref) < len(cells) else ("", "")
+    subset = len(ref) < len(cells)
+    of, on = (" of the main grid", " on the main grid") if subset else ("", "")
+    what = " (uniform distribution, other settings at their most common value)" if subset else ""
     best = ref.loc[ref[metric].idxmax()]
     out = [
-        f"Best cell{of}: {amount(best['n_instructions'])} instructions × "
+        f"Best cell{of}{what}: {amount(best['n_instructions'])} instructions × "
         f"{amount(best['examples_per_instruction'])} examples reaches unseen exact match "
         f"{best[metric]:.2f} {words} (seen {best[SEEN]:.2f})."
     ]
