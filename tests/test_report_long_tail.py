@@ -3,8 +3,10 @@ the paper's (I >= 10k robust), and the has-op sentence of a grid with no-op inpu
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
+from divsweep.orchestrator.report.builtin.figures import alpha_axis
 from divsweep.orchestrator.report.builtin.findings import (
     APPLIED,
     SEEN,
@@ -130,3 +132,13 @@ def test_best_cell_and_targets_read_the_same_main_grid() -> None:
     uniform_only = best_and_targets(table[table["distribution"] == "uniform"], UNSEEN)
     assert uniform_only[0].startswith("Best cell: 512 instructions")
     assert uniform_only[3].startswith("No cell reached unseen exact match 0.95")
+
+
+def test_the_long_tail_axis_is_ticked_at_the_alphas_tried_alone() -> None:
+    fig, ax = plt.subplots()
+    ax.plot([0.03, 0.07, 0.5], [0.1, 0.4, 0.7])
+    alpha_axis(ax, [0.03, 0.07, 0.5])
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.03", "0.07", "0.5"]
+    assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))  # 4x10^-2 ... overlapped
+    plt.close(fig)

@@ -142,6 +142,14 @@ def frontier_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
     return save(fig, out_dir / "frontier.png", "frontier", caption)
 
 
+def alpha_axis(ax, alphas: list[float]) -> None:
+    """A log axis ticked at the alphas tried: the default log ticks label every minor tick
+    between them, and those labels overlap."""
+    ax.set_xscale("log")
+    ax.set_xticks(alphas, [f"{a:g}" for a in alphas])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def long_tail_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
     power = cells[(cells["distribution"] == "powerlaw") & cells[UNSEEN].notna()]
     if power.empty:
@@ -159,7 +167,8 @@ def long_tail_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
         base = uniform[uniform["n_instructions"] == n_instr][metric]
         if len(base):
             ax.axhline(base.mean(), color=f"C{i}", linestyle="--", linewidth=1)
-    ax.set_xscale("log")
+    alphas = sorted(power["alpha"].unique())
+    alpha_axis(ax, alphas)
     style(ax, "power-law alpha (log; dashed: uniform)", f"unseen exact match, {inputs}",
            unit_y=True)  # fmt: skip
     if has_buckets:
@@ -170,7 +179,7 @@ def long_tail_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
                     label=f"I={n_instr:g} head")  # fmt: skip
             ax.plot(group["alpha"], group["seen_tail_exact_match"], marker="s", color=f"C{i}",
                     linestyle="--", label=f"I={n_instr:g} tail")  # fmt: skip
-        ax.set_xscale("log")
+        alpha_axis(ax, alphas)
         style(ax, "power-law alpha (log)", "seen exact match", unit_y=True, legend=7)
     caption = (
         f"Long-tail robustness at matched budget: unseen-rule (test) exact match on {inputs} vs "
