@@ -1,5 +1,6 @@
 """Findings read off the cell table: the long-tail robustness threshold the report compares with
-the paper's (I >= 10k robust), and the has-op sentence of a grid with no-op inputs."""
+the paper's (I >= 10k robust), and the has-op and memorization sentences of a grid with no-op
+inputs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from divsweep.orchestrator.report.builtin.findings import (
     best_and_targets,
     has_op_sentence,
     long_tail_robust_from,
+    memorization_sentence,
     paper_vs_ours,
 )
 from divsweep.orchestrator.report.builtin.paper_reference import SEMANTIC_K
@@ -61,6 +63,17 @@ def test_has_op_sentence_reports_where_the_rule_applies_at_both_ends_of_the_grid
         "Inputs the rule changes (80% of them; the other 20% are no-ops to copy): unseen exact "
         "match 0.00 with 8 instructions and 0.90 with 3,072 (all inputs: 0.16 and 0.92)."
     )
+
+
+def test_memorization_sentence_reads_unseen_on_the_inputs_the_headline_reads() -> None:
+    # all inputs give 0.16 at 8 instructions: copied no-ops, not generalization
+    grid = no_op_grid(0.8).assign(**{SEEN: 1.0})
+    assert memorization_sentence(grid, APPLIED) == (
+        "Memorization vs generalization (unseen on inputs the rule changes): with 8 instructions "
+        "seen/unseen exact match is 1.00/0.00; with 3,072 it is 1.00/0.90."
+    )
+    assert "1.00/0.16" in memorization_sentence(grid, UNSEEN)
+    assert memorization_sentence(grid[grid["n_instructions"] == 8], APPLIED) is None
 
 
 def test_no_has_op_sentence_when_every_input_holds_the_pattern() -> None:

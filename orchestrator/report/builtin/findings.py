@@ -242,6 +242,23 @@ def has_op_sentence(cells: pd.DataFrame) -> str | None:
     )
 
 
+def memorization_sentence(cells: pd.DataFrame, metric: str) -> str | None:
+    """Seen vs unseen exact match at the fewest and the most instructions of the reference
+    slice, unseen read on the same inputs as every other headline sentence (`metric`): on all
+    inputs a model that memorizes still copies the no-ops, which reads as generalization."""
+    ref = reference_slice(cells).dropna(subset=[metric, SEEN])
+    if ref["n_instructions"].nunique() < 2:
+        return None
+    per_i = ref.groupby("n_instructions")[[SEEN, metric]].mean()
+    lo, hi = per_i.index.min(), per_i.index.max()
+    return (
+        f"Memorization vs generalization (unseen {_metric_words(metric)}): with {amount(lo)} "
+        f"instructions seen/unseen exact match is {per_i.loc[lo, SEEN]:.2f}/"
+        f"{per_i.loc[lo, metric]:.2f}; with {amount(hi)} it is {per_i.loc[hi, SEEN]:.2f}/"
+        f"{per_i.loc[hi, metric]:.2f}."
+    )
+
+
 def transition_line(cells: pd.DataFrame) -> str | None:
     """The one line a sweep ends on: unseen-rule exact match at the fewest and the most
     instructions of the main grid (on inputs the rule changes when there are no-ops), and the
@@ -375,16 +392,9 @@ def headline(
         )
     words = _metric_words(metric)
     out.extend(best_and_targets(cells, metric))
-    ref = reference_slice(cells).dropna(subset=[UNSEEN, SEEN])
-    if ref["n_instructions"].nunique() >= 2:
-        lo = ref[ref["n_instructions"] == ref["n_instructions"].min()]
-        hi = ref[ref["n_instructions"] == ref["n_instructions"].max()]
-        out.append(
-            f"Memorization vs generalization: with {amount(lo['n_instructions'].iloc[0])} "
-            f"instructions seen/unseen exact match is {lo[SEEN].mean():.2f}/{lo[UNSEEN].mean():.2f}"
-            f"; with {amount(hi['n_instructions'].iloc[0])} it is "
-            f"{hi[SEEN].mean():.2f}/{hi[UNSEEN].mean():.2f}."
-        )
+    memorization = memorization_sentence(cells, metric)
+    if memorization:
+        out.append(memorization)
     line = transition_line(cells)
     if line:
         out.append(line)
