@@ -7,7 +7,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from divsweep.orchestrator.report.builtin.figures import alpha_axis
+from divsweep.orchestrator.report.builtin.figures import alpha_axis, seed_spread
 from divsweep.orchestrator.report.builtin.findings import (
     APPLIED,
     SEEN,
@@ -154,4 +154,18 @@ def test_the_long_tail_axis_is_ticked_at_the_alphas_tried_alone() -> None:
     fig.canvas.draw()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0.03", "0.07", "0.5"]
     assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))  # 4x10^-2 ... overlapped
+    plt.close(fig)
+
+
+def test_each_seed_is_drawn_beside_the_uniform_controls_seed_range() -> None:
+    trials = pd.DataFrame(
+        [{"distribution": "powerlaw", "alpha": 0.1, APPLIED: v} for v in (0.79, 0.25)]
+        + [{"distribution": "uniform", "alpha": None, APPLIED: v} for v in (0.71, 0.82, None)]
+    )
+    fig, ax = plt.subplots()
+    seed_spread(ax, trials, APPLIED, "C0")
+    (points,) = ax.collections
+    assert points.get_offsets().tolist() == [[0.1, 0.79], [0.1, 0.25]]
+    (band,) = ax.patches  # the two finished controls; the third reported nothing
+    assert (band.get_bbox().y0, band.get_bbox().y1) == (0.71, 0.82)
     plt.close(fig)

@@ -150,7 +150,21 @@ def alpha_axis(ax, alphas: list[float]) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def long_tail_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
+def seed_spread(ax, trials: pd.DataFrame, metric: str, color: str) -> None:
+    """One number of instructions' finished trials: each power-law seed as a hollow point at its
+    alpha, and the uniform control's seed range as a band."""
+    trials = trials[trials[metric].notna()]
+    tail = trials[trials["distribution"] == "powerlaw"]
+    ax.scatter(tail["alpha"], tail[metric], s=16, facecolors="none", edgecolors=color)
+    control = trials[trials["distribution"] == "uniform"][metric]
+    if len(control) > 1:
+        ax.axhspan(control.min(), control.max(), color=color, alpha=0.12, linewidth=0)
+
+
+def long_tail_plot(cells: pd.DataFrame, done: pd.DataFrame, out_dir: Path) -> Figure:
+    """Only-IF Fig. 3 at matched budget: cells' means with their intervals and, since a long-tail
+    grid often has 2 seeds (no interval), each finished trial (`done`) as a hollow point and the
+    uniform control's seed range as a band: an effect reads against the control's spread."""
     power = cells[(cells["distribution"] == "powerlaw") & cells[UNSEEN].notna()]
     if power.empty:
         return Figure("long-tail", None, "No power-law trials in this sweep.")
@@ -162,11 +176,13 @@ def long_tail_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
     fig, axes = plt.subplots(1, 2 if has_buckets else 1, figsize=(11 if has_buckets else 6, 4),
                              squeeze=False)  # fmt: skip
     ax = axes[0][0]
+    seeds = done[done["total_examples"].isin(budgets)]
     for i, (n_instr, group) in enumerate(power.groupby("n_instructions")):
         errorbar(ax, group, "alpha", metric, color=f"C{i}", label=f"I={n_instr:g}")
         base = uniform[uniform["n_instructions"] == n_instr][metric]
         if len(base):
             ax.axhline(base.mean(), color=f"C{i}", linestyle="--", linewidth=1)
+        seed_spread(ax, seeds[seeds["n_instructions"] == n_instr], metric, f"C{i}")
     alphas = sorted(power["alpha"].unique())
     alpha_axis(ax, alphas)
     style(ax, "power-law alpha (log; dashed: uniform)", f"unseen exact match, {inputs}",
@@ -183,8 +199,9 @@ def long_tail_plot(cells: pd.DataFrame, out_dir: Path) -> Figure:
         style(ax, "power-law alpha (log)", "seen exact match", unit_y=True, legend=7)
     caption = (
         f"Long-tail robustness at matched budget: unseen-rule (test) exact match on {inputs} vs "
-        "power-law alpha, one line per number of instructions I (dashed: the uniform "
-        "distribution at the same I)"
+        "power-law alpha, one line per number of instructions I (mean over seeds; hollow "
+        "points: each seed; dashed: the uniform distribution at the same I, its band the range "
+        "of its seeds)"
         + ("; right: seen accuracy on head vs tail instructions." if has_buckets else ".")
     )
     return save(fig, out_dir / "long-tail.png", "long-tail", caption)

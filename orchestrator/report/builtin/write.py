@@ -84,7 +84,7 @@ def write_builtin_report(
         "transition": figs.transition_plot(cells, fits, fig_dir),
         "heatmap": figs.heatmap(cells, fig_dir),
         "frontier": figs.frontier_plot(cells, fig_dir),
-        "long-tail": figs.long_tail_plot(cells, fig_dir),
+        "long-tail": figs.long_tail_plot(cells, done, fig_dir),
         "share-rank": figs.share_rank_plot(sweep.trials, fig_dir),
         "no-op": figs.noop_plot(cells, fig_dir),
         "settings": figs.settings_plot(cells, fig_dir),
