@@ -242,14 +242,22 @@ def has_op_sentence(cells: pd.DataFrame) -> str | None:
     )
 
 
+def _means_per_instruction(cells: pd.DataFrame, metric: str) -> pd.DataFrame | None:
+    """Mean `metric` and seen exact match per n_instructions over the cells that report both;
+    None with fewer than two instruction counts (no ends to compare)."""
+    cells = cells.dropna(subset=[metric, SEEN])
+    if cells["n_instructions"].nunique() < 2:
+        return None
+    return cells.groupby("n_instructions")[[metric, SEEN]].mean()
+
+
 def memorization_sentence(cells: pd.DataFrame, metric: str) -> str | None:
     """Seen vs unseen exact match at the fewest and the most instructions of the reference
     slice, unseen read on the same inputs as every other headline sentence (`metric`): on all
     inputs a model that memorizes still copies the no-ops, which reads as generalization."""
-    ref = reference_slice(cells).dropna(subset=[metric, SEEN])
-    if ref["n_instructions"].nunique() < 2:
+    per_i = _means_per_instruction(reference_slice(cells), metric)
+    if per_i is None:
         return None
-    per_i = ref.groupby("n_instructions")[[SEEN, metric]].mean()
     lo, hi = per_i.index.min(), per_i.index.max()
     return (
         f"Memorization vs generalization (unseen {_metric_words(metric)}): with {amount(lo)} "
@@ -266,10 +274,9 @@ def transition_line(cells: pd.DataFrame) -> str | None:
     ref = reference_slice(cells)
     metric = generalization_metric(ref)
     budget = main_budget(cells)
-    ref = ref[ref["total_examples"] == budget].dropna(subset=[metric, SEEN])
-    if ref["n_instructions"].nunique() < 2:
+    per_i = _means_per_instruction(ref[ref["total_examples"] == budget], metric)
+    if per_i is None:
         return None
-    per_i = ref.groupby("n_instructions")[[metric, SEEN]].mean()
     lo, hi = per_i.index.min(), per_i.index.max()
     inputs = inputs_words(metric)
     return (
